@@ -1,0 +1,95 @@
+// Conversion entry points: files or an in-memory 4-D array -> sharded Zarr v3 array "images".
+// The caller (Python) owns the Parquet side-car; the engine returns one ImageRecord per image.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "i2z/dtype.hpp"
+#include "i2z/store.hpp"
+
+namespace i2z {
+
+// A FITS HDU selector: index or EXTNAME. Several selectors stack 2-D HDUs as channels.
+using FitsSelector = std::variant<int, std::string>;
+
+struct ConvertOptions {
+  std::vector<std::uint64_t> chunk_shape{1, 256, 256};  // (n, h, w); clamped to the array
+  std::uint64_t shard_images = 0;                       // 0 = automatic (README: ~128 MiB shards)
+  std::string compressor = "lz4";                       // lz4 | blosc | zstd | gzip | zlib | none
+  int clevel = 1;
+  std::optional<DType> dtype;                           // default: promotion of the inputs
+  std::vector<FitsSelector> fits_extension;             // empty = first HDU with image data
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> resize;  // (H, W)
+  int interpolation_order = 1;
+  bool pad = false;  // place each image top-left on a canvas of the largest H x W
+  unsigned num_workers = 8;
+  std::uint64_t max_pixels = std::uint64_t{1} << 31;   // per image; larger ones are errors
+  // Free-form JSON object merged into the group attributes (creation_info etc.).
+  std::string extra_attributes_json = "{}";
+};
+
+// One row of the side-car, as the engine knows it.
+struct ImageRecord {
+  std::string source_path;         // empty for in-memory input
+  std::string format;              // "png", "jpeg", "tiff", "fits", "" (memory)
+  std::uint64_t file_size_bytes = 0;
+  std::string dtype;               // numpy name of the decoded pixels
+  std::vector<std::uint64_t> shape;  // as decoded (e.g. H,W,3 for RGB PNG; C,H,W for a FITS cube)
+  std::string fits_extension;      // as used, e.g. "1" or "SCI" or "[0, 1, \"ERR\"]"
+  std::string fits_header_json;    // the HDU's cards as a JSON object (FITS only)
+  double min_value = 0, max_value = 0, mean_value = 0;  // of the stored pixels
+  std::string error;               // empty when fine
+};
+
+struct Progress {
+  std::uint64_t done = 0, total = 0, failed = 0;
+  std::vector<std::string> warnings;  // new since the last call
+};
+// Called on the calling thread about every 100 ms and once at the end. It may throw to
+// cancel the conversion (the Python binding rethrows KeyboardInterrupt this way).
+using ProgressFn = std::function<void(const Progress&)>;
+
+struct ArrayInput {
+  const void* data = nullptr;  // C-contiguous (N, C, H, W)
+  DType dtype = DType::u8;
+  std::uint64_t n = 0, c = 0, h = 0, w = 0;
+};
+
+struct ConvertResult {
+  std::vector<ImageRecord> records;
+  std::vector<std::uint64_t> shape;  // N, C, H, W of the committed array
+  DType dtype = DType::u8;
+  std::uint64_t failed = 0;
+};
+
+// A conversion staged into `store_path` + ".i2z-tmp": run() writes every shard and the
+// metadata; commit() renames it into place (the caller writes the Parquet side-car in between).
+class Conversion {
+ public:
+  virtual ~Conversion() = default;
+  virtual ConvertResult run(const ProgressFn& progress) = 0;
+  virtual void commit() = 0;
+  virtual void abort() = 0;
+};
+
+// Lists supported image files under the folders (sorted by path, extensions case-insensitive,
+// symlink loops skipped). Missing folders are reported through `warnings`.
+std::vector<std::string> discover_files(const std::vector<std::string>& folders, bool recursive,
+                                        std::vector<std::string>* warnings);
+
+std::unique_ptr<Conversion> convert_files(const std::string& store_path, std::vector<std::string> files,
+                                          const ConvertOptions& options, bool overwrite);
+// `input.data` must stay alive until run() returns; it is read in place (no copy).
+std::unique_ptr<Conversion> convert_array(const std::string& store_path, const ArrayInput& input,
+                                          const ConvertOptions& options, bool overwrite);
+
+// Supported extensions, lower case with the dot (".fits", ".fits.gz", ".png", ...).
+const std::vector<std::string>& supported_extensions();
+const char* version();
+
+}  // namespace i2z
