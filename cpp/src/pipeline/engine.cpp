@@ -1,0 +1,206 @@
+#include "pipeline/engine.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "i2z/error.hpp"
+#include "pipeline/log.hpp"
+#include "zarr/shard_index.hpp"
+
+namespace i2z {
+
+namespace {
+
+struct Geometry {
+  std::uint64_t N, C, H, W, n, h, w, ty, tx, rows, rows_per_shard, item;
+  Geometry(const ArrayMeta& m)
+      : N(m.shape[0]), C(m.shape[1]), H(m.shape[2]), W(m.shape[3]), n(m.inner_chunk[0]), h(m.inner_chunk[2]),
+        w(m.inner_chunk[3]), ty((H + h - 1) / h), tx((W + w - 1) / w), rows((N + n - 1) / n),
+        rows_per_shard(m.chunk_grid[0] / n), item(dtype_size(m.dtype)) {}
+  std::uint64_t image_bytes() const { return C * H * W * item; }
+  std::uint64_t tile_bytes() const { return n * C * h * w * item; }
+  std::uint64_t tiles_per_row() const { return ty * tx; }
+};
+
+// Copies tile (yi, xi) of n images (each C x H x W) into a dense n x C x h x w buffer,
+// zero-padding past the image edges.
+void gather_tile(const Geometry& g, const std::uint8_t* rowbuf, std::uint64_t yi, std::uint64_t xi,
+                 std::uint8_t* tile) {
+  const std::uint64_t y0 = yi * g.h, x0 = xi * g.w;
+  const std::uint64_t hh = std::min(g.h, g.H - y0), ww = std::min(g.w, g.W - x0);
+  if (hh < g.h || ww < g.w) std::memset(tile, 0, g.tile_bytes());
+  for (std::uint64_t i = 0; i < g.n; ++i)
+    for (std::uint64_t c = 0; c < g.C; ++c) {
+      const std::uint8_t* src = rowbuf + ((i * g.C + c) * g.H + y0) * g.W * g.item + x0 * g.item;
+      std::uint8_t* dst = tile + (i * g.C + c) * g.h * g.w * g.item;
+      for (std::uint64_t y = 0; y < hh; ++y) std::memcpy(dst + y * g.w * g.item, src + y * g.W * g.item, ww * g.item);
+    }
+}
+
+struct EncodedRow {
+  std::vector<std::vector<std::uint8_t>> tiles;
+};
+
+class OrderedWriter {
+ public:
+  OrderedWriter(const EngineJob& job, const Geometry& g) : job_(job), g_(g) {}
+
+  void write_row(std::uint64_t row, EncodedRow& r) {
+    const std::uint64_t shard = row / g_.rows_per_shard;
+    const std::uint64_t local = row % g_.rows_per_shard;
+    if (!writer_) {
+      writer_ = job_.store->open_writer(chunk_key(job_.array_prefix, {shard, 0, 0, 0}));
+      index_.assign(g_.rows_per_shard * g_.tiles_per_row(), ChunkLocation{});
+    }
+    for (std::uint64_t t = 0; t < r.tiles.size(); ++t) {
+      auto& bytes = r.tiles[t];
+      index_[local * g_.tiles_per_row() + t] = {writer_->size(), bytes.size()};
+      writer_->write(bytes);
+    }
+    const std::uint64_t shard_end_row = std::min(g_.rows, (shard + 1) * g_.rows_per_shard);
+    if (row + 1 == shard_end_row) {
+      const auto idx = encode_shard_index(index_);
+      writer_->write(idx);
+      writer_->commit();
+      writer_.reset();
+    }
+  }
+
+ private:
+  const EngineJob& job_;
+  const Geometry& g_;
+  std::unique_ptr<ObjectWriter> writer_;
+  std::vector<ChunkLocation> index_;
+};
+
+}  // namespace
+
+void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const ProgressFn& progress) {
+  const ArrayMeta& meta = *job.meta;
+  const Geometry g(meta);
+  const std::uint64_t row_begin = job.first_shard * g.rows_per_shard;
+  const std::uint64_t row_end = std::min(g.rows, job.end_shard * g.rows_per_shard);
+  const std::uint64_t total_images =
+      row_end > row_begin ? std::min(g.N, row_end * g.n) - row_begin * g.n : 0;
+  const unsigned workers = std::max(1u, job.workers);
+  const std::uint64_t window = 2 * workers + 2;
+
+  std::mutex mu;
+  std::condition_variable cv_window, cv_main;
+  std::map<std::uint64_t, EncodedRow> ready;
+  std::uint64_t next_write = row_begin;
+  bool writing = false;
+  std::exception_ptr error;
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> next_row{row_begin}, images_done{0}, images_failed{0};
+  OrderedWriter writer(job, g);
+  auto cancel = [&](std::exception_ptr e) {
+    std::lock_guard lk(mu);
+    if (!error) error = e;
+    stop = true;
+    cv_window.notify_all();
+    cv_main.notify_all();
+  };
+
+  auto worker = [&] {
+    std::vector<std::uint8_t> rowbuf(g.n * g.image_bytes()), tile;
+    std::vector<std::uint8_t> scratch;
+    const bool whole = g.h == g.H && g.w == g.W;
+    if (!whole) tile.resize(g.tile_bytes());
+    try {
+      for (;;) {
+        const std::uint64_t row = next_row.fetch_add(1);
+        if (row >= row_end || stop) break;
+        {
+          std::unique_lock lk(mu);
+          cv_window.wait(lk, [&] { return stop || row < next_write + window; });
+          if (stop) break;
+        }
+        const std::uint64_t first = row * g.n;
+        const std::uint64_t count = std::min(g.n, g.N - first);
+        const std::uint8_t* data = job.source->fill(first, count, rowbuf.data(), &records[first]);
+        if (count < g.n) {
+          // Past the array end: fill value. Copy first if the source handed us foreign memory.
+          if (data != rowbuf.data()) std::memcpy(rowbuf.data(), data, count * g.image_bytes());
+          std::memset(rowbuf.data() + count * g.image_bytes(), 0, (g.n - count) * g.image_bytes());
+          data = rowbuf.data();
+        }
+        EncodedRow enc;
+        enc.tiles.resize(g.tiles_per_row());
+        for (std::uint64_t yi = 0; yi < g.ty; ++yi)
+          for (std::uint64_t xi = 0; xi < g.tx; ++xi) {
+            const std::uint8_t* raw = data;
+            if (!whole) {
+              gather_tile(g, data, yi, xi, tile.data());
+              raw = tile.data();
+            }
+            meta.chain->encode({raw, g.tile_bytes()}, enc.tiles[yi * g.tx + xi], scratch);
+          }
+        std::uint64_t failed = 0;
+        for (std::uint64_t i = 0; i < count; ++i) failed += !records[first + i].error.empty();
+        images_failed += failed;
+        images_done += count;
+
+        std::unique_lock lk(mu);
+        ready.emplace(row, std::move(enc));
+        if (writing) continue;
+        writing = true;
+        while (!stop) {
+          auto it = ready.find(next_write);
+          if (it == ready.end()) break;
+          EncodedRow item = std::move(it->second);
+          ready.erase(it);
+          lk.unlock();
+          writer.write_row(next_write, item);
+          lk.lock();
+          ++next_write;
+          cv_window.notify_all();
+        }
+        writing = false;
+        if (next_write == row_end) cv_main.notify_all();
+      }
+    } catch (...) {
+      cancel(std::current_exception());
+    }
+  };
+
+  std::vector<std::thread> threads;
+  threads.reserve(workers);
+  for (unsigned t = 0; t < workers; ++t) threads.emplace_back(worker);
+
+  Progress p;
+  p.total = total_images;
+  try {
+    std::unique_lock lk(mu);
+    while (!stop && next_write < row_end) {
+      cv_main.wait_for(lk, std::chrono::milliseconds(100));
+      lk.unlock();
+      if (progress) {
+        p.done = images_done;
+        p.failed = images_failed;
+        p.warnings = take_warnings();
+        progress(p);
+      }
+      lk.lock();
+    }
+  } catch (...) {
+    cancel(std::current_exception());
+  }
+  for (auto& t : threads) t.join();
+  if (error) std::rethrow_exception(error);
+  if (progress) {
+    p.done = images_done;
+    p.failed = images_failed;
+    p.warnings = take_warnings();
+    progress(p);
+  }
+}
+
+}  // namespace i2z

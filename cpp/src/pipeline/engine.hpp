@@ -1,0 +1,46 @@
+// The shard-major write engine shared by file and in-memory conversion.
+//
+// Work unit = one "chunk row": the n images of one inner chunk along axis 0, every spatial
+// tile of them. Workers take rows in order, fill them from an ImageSource, encode each tile,
+// and hand the result to an ordered writer that appends tiles to the row's shard object in
+// index (C) order, writing the shard index when the shard's last row lands. At most `window`
+// rows are in flight, so memory is bounded by workers x row size, independent of N and of
+// the shard size; output bytes do not depend on the thread count.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "i2z/convert.hpp"
+#include "i2z/store.hpp"
+#include "zarr/metadata.hpp"
+
+namespace i2z {
+
+// Supplies images [first, first + count) as C x H x W values of the store dtype, C order.
+// Implementations must be safe to call from several threads for different ranges.
+class ImageSource {
+ public:
+  virtual ~ImageSource() = default;
+  // Writes the images to `scratch` and returns it, or returns a pointer to the same bytes
+  // held elsewhere (zero copy). Fills one record per image. Per-image failures are recorded,
+  // not thrown; an exception cancels the conversion.
+  virtual const std::uint8_t* fill(std::uint64_t first, std::uint64_t count, std::uint8_t* scratch,
+                                   ImageRecord* records) = 0;
+};
+
+struct EngineJob {
+  Store* store = nullptr;
+  std::string array_prefix;       // "images/"
+  const ArrayMeta* meta = nullptr;  // sharded 4-D array: shape N,C,H,W
+  ImageSource* source = nullptr;
+  std::uint64_t first_shard = 0, end_shard = 0;  // shards [first, end) to write
+  unsigned workers = 1;
+};
+
+// Writes the job's shards; fills records[i] for every image of those shards (records must
+// have meta->shape[0] entries). Progress is reported on the calling thread.
+void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const ProgressFn& progress);
+
+}  // namespace i2z

@@ -1,0 +1,209 @@
+"""``convert()``: argument checks, store naming, CSV join and the Parquet side-car.
+
+Everything that touches pixels runs in the C++ engine (``_core``) with the GIL released.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from images_to_zarr import _core
+from images_to_zarr._logging import logger
+from images_to_zarr.metadata import build_table, read_csv, write_parquet
+
+PathLike = str | os.PathLike
+
+
+def resolve_store_path(output_dir: PathLike, metadata: PathLike | None) -> Path:
+    """``OUT`` ending in ``.zarr`` is the store; else ``OUT/<csv-stem>.zarr`` or ``OUT/images.zarr``."""
+    out = Path(output_dir)
+    if out.suffix == ".zarr":
+        return out
+    stem = Path(metadata).stem if metadata is not None else "images"
+    return out / f"{stem}.zarr"
+
+
+def parquet_path(store: Path) -> Path:
+    return store.parent / f"{store.stem}_metadata.parquet"
+
+
+def _as_list(folders: PathLike | Sequence[PathLike]) -> list[str]:
+    if isinstance(folders, (str, os.PathLike)):
+        return [os.fspath(folders)]
+    return [os.fspath(f) for f in folders]
+
+
+def _fits_selectors(fits_extension: int | str | Sequence[int | str] | None) -> list[int | str] | None:
+    if fits_extension is None:
+        return None
+    if isinstance(fits_extension, (int, str)):
+        return [fits_extension]
+    return list(fits_extension)
+
+
+def _progress_callback(enabled: bool, desc: str):
+    """A callback for the engine: a tqdm bar on stderr plus the engine's warnings to the logger."""
+    bar = None
+
+    def callback(done: int, total: int, failed: int, warnings: list[str]) -> None:
+        nonlocal bar
+        for w in warnings:
+            logger.warning(w)
+        if not enabled:
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, leave=False)
+        bar.update(done - bar.n)
+        if failed:
+            bar.set_postfix(failed=failed, refresh=False)
+
+    def close() -> None:
+        if bar is not None:
+            bar.close()
+
+    return callback, close
+
+
+def _run(conversion: Any, progress: bool, desc: str) -> dict[str, Any]:
+    callback, close = _progress_callback(progress, desc)
+    try:
+        return conversion.run(callback)
+    except BaseException:
+        conversion.abort()
+        raise
+    finally:
+        close()
+
+
+def convert(
+    output_dir: PathLike,
+    folders: PathLike | Sequence[PathLike] | None = None,
+    metadata: PathLike | None = None,
+    recursive: bool = False,
+    num_parallel_workers: int = 8,
+    fits_extension: int | str | Sequence[int | str] | None = None,
+    resize: tuple[int, int] | None = None,
+    interpolation_order: int = 1,
+    *,
+    images: np.ndarray | None = None,
+    image_metadata: list[dict[str, Any]] | None = None,
+    chunk_shape: Sequence[int] = (1, 256, 256),
+    compressor: str = "lz4",
+    clevel: int = 1,
+    overwrite: bool = False,
+    append: bool = False,
+    shard_images: int | None = None,
+    dtype: str | np.dtype | None = None,
+    pad: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    storage_options: dict[str, Any] | None = None,
+    scheduler: Any = None,
+) -> Path:
+    """Convert image files (``folders``) or a 4-D array (``images``) into a sharded Zarr v3 store.
+
+    Returns the store path. See the README for every option and the store layout.
+    """
+    if append and overwrite:
+        raise ValueError("append and overwrite cannot both be True")
+    if not 0 <= int(interpolation_order) <= 5:
+        raise ValueError(f"interpolation_order must be between 0 and 5, got {interpolation_order}")
+    if folders is None and images is None:
+        raise ValueError("give either folders (image files) or images (a 4-D array)")
+    if folders is not None and images is not None:
+        raise ValueError("give folders or images, not both")
+    if metadata is not None and not Path(metadata).is_file():
+        raise FileNotFoundError(f"metadata file not found: {metadata}")
+    if compressor not in _core.compressor_names():
+        raise ValueError(f"unknown compressor {compressor!r}; valid: {', '.join(_core.compressor_names())}")
+    if resize is not None:
+        if len(resize) != 2 or any(int(v) <= 0 for v in resize):
+            raise ValueError(f"resize must be (height, width) with positive integers, got {resize!r}")
+        resize = (int(resize[0]), int(resize[1]))
+    if storage_options is not None or scheduler is not None or resume:
+        raise NotImplementedError("storage_options, scheduler and resume are not available in this build yet")
+
+    store = resolve_store_path(output_dir, metadata)
+    if append:
+        if not store.exists():
+            raise FileNotFoundError(f"cannot append: store {store} does not exist")
+        raise NotImplementedError("append is not available in this build yet")
+    if store.exists() and not overwrite:
+        raise FileExistsError(f"store {store} already exists; pass overwrite=True or append=True")
+
+    options: dict[str, Any] = {
+        "chunk_shape": [int(v) for v in chunk_shape],
+        "shard_images": int(shard_images) if shard_images else None,
+        "compressor": compressor,
+        "clevel": int(clevel),
+        "dtype": np.dtype(dtype).name if dtype is not None else None,
+        "fits_extension": _fits_selectors(fits_extension),
+        "resize": resize,
+        "interpolation_order": int(interpolation_order),
+        "pad": bool(pad),
+        "num_workers": max(1, int(num_parallel_workers)),
+    }
+    store.parent.mkdir(parents=True, exist_ok=True)
+    meta_name = parquet_path(store).name
+    creation_info = {
+        "fits_extension": fits_extension if fits_extension is None or isinstance(fits_extension, (int, str)) else list(fits_extension),
+        "recursive_scan": bool(recursive),
+        "source_folders": [] if folders is None else _as_list(folders),
+        "direct_memory_conversion": images is not None,
+        "resize": list(resize) if resize else None,
+        "interpolation_order": int(interpolation_order),
+    }
+    options["extra_attributes_json"] = json.dumps(
+        {
+            "metadata_file": meta_name,
+            "supported_extensions": sorted(_core.supported_extensions()),
+            "creation_info": creation_info,
+        }
+    )
+
+    if images is not None:
+        arr = np.asarray(images)
+        if arr.ndim != 4:
+            raise ValueError(f"images must be a 4-D array (N, C, H, W), got shape {arr.shape}")
+        if arr.dtype.byteorder == ">" or arr.dtype.kind not in "uif" or arr.dtype.itemsize > 8:
+            if arr.dtype.kind not in "uif":
+                raise ValueError(f"images must have a numeric dtype, got {arr.dtype}")
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        if image_metadata is not None and len(image_metadata) != arr.shape[0]:
+            raise ValueError(f"image_metadata has {len(image_metadata)} rows but images has {arr.shape[0]}")
+        conversion = _core.convert_array(os.fspath(store), np.ascontiguousarray(arr), options, overwrite)
+        result = _run(conversion, progress, "images")
+        table = build_table(result["records"], user_rows=image_metadata, files=None, folders=[])
+    else:
+        folder_list = _as_list(folders)
+        files, warnings = _core.discover_files(folder_list, bool(recursive))
+        for w in warnings:
+            logger.warning(w)
+        if not files:
+            raise ValueError(f"no supported image files found in {', '.join(folder_list)}")
+        csv_table = read_csv(metadata) if metadata is not None else None
+        conversion = _core.convert_files(os.fspath(store), files, options, overwrite)
+        result = _run(conversion, progress, "converting")
+        table = build_table(result["records"], user_rows=csv_table, files=files, folders=folder_list)
+
+    try:
+        write_parquet(table, parquet_path(store))
+        conversion.commit()
+    except BaseException:
+        conversion.abort()
+        raise
+    n, failed = result["shape"][0], result["failed"]
+    msg = f"converted {n - failed} of {n} images into {store} (shape {tuple(result['shape'])}, {result['dtype']})"
+    if failed:
+        logger.warning(f"{msg}; {failed} failed (see the 'error' column of {meta_name})")
+    else:
+        logger.info(msg)
+    return store
