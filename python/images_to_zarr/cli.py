@@ -1,12 +1,51 @@
-"""The ``images_to_zarr`` command line (click, as in 0.3.5)."""
+"""The ``images_to_zarr`` command line (click, as in 0.3.5).
+
+Exit status: 0 done, 1 failed (one-line message; traceback with --debug), 2 usage error.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from images_to_zarr import _core
+
+
+def _ints(text: str, count: int | None, name: str, minimum: int = 1) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=name) from None
+    if count is not None and len(values) != count:
+        raise click.BadParameter(f"expected {count} comma-separated integers, got {text!r}", param_hint=name)
+    if any(v < minimum for v in values):
+        raise click.BadParameter(f"values must be >= {minimum}, got {text!r}", param_hint=name)
+    return values
+
+
+def _fits_ext(text: str | None) -> int | str | list[int | str] | None:
+    if text is None:
+        return None
+    parts: list[int | str] = [int(p) if p.strip().lstrip("-").isdigit() else p.strip() for p in text.split(",")]
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _run(debug: bool, fn: Callable[[], Any]) -> Any:
+    """Runs the command; turns any failure into a one-line message and exit status 1."""
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        click.echo("images_to_zarr: interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the CLI's contract is one line per failure
+        if debug:
+            raise
+        click.echo(f"images_to_zarr: error: {type(e).__name__}: {e}", err=True)
+        sys.exit(1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,9 +54,79 @@ def cli() -> None:
     """Convert FITS, PNG, JPEG and TIFF collections into sharded Zarr v3 stores."""
 
 
+@cli.command()
+@click.argument("folders", nargs=-1, required=True)
+@click.option("--out", "-o", "out", required=True, help="Output folder, or the store path if it ends in .zarr.")
+@click.option("--metadata", "-m", type=click.Path(dir_okay=False), help="CSV with a 'filename' column.")
+@click.option("--recursive", "-r", is_flag=True, help="Search sub-folders too.")
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=8, show_default=True, help="Worker threads.")
+@click.option("--fits-ext", help="FITS HDU: index, EXTNAME, or a comma list stacked as channels (0,1,ERR).")
+@click.option("--chunk-shape", default="1,256,256", show_default=True, help="Inner chunk: images,height,width.")
+@click.option("--shard-images", type=click.IntRange(min=1), help="Images per shard (default: ~128 MiB shards).")
+@click.option("--compressor", "-c", type=click.Choice(["lz4", "blosc", "zstd", "gzip", "zlib", "none"]), default="lz4",
+              show_default=True)
+@click.option("--clevel", type=int, default=1, show_default=True, help="Compression level.")
+@click.option("--resize", help="Resize every image to H,W.")
+@click.option("--interpolation-order", type=click.IntRange(0, 5), default=1, show_default=True)
+@click.option("--dtype", help="Store dtype (default: promotion of the inputs).")
+@click.option("--pad", is_flag=True, help="Place images top-left on a canvas of the largest size instead of resizing.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store.")
+@click.option("--append", is_flag=True, help="Append to an existing store.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted conversion.")
+@click.option("--scheduler", help="Dask scheduler address (tcp://host:port).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
+@click.option("--debug", is_flag=True, help="Debug logging and tracebacks.")
+def convert(folders: tuple[str, ...], out: str, metadata: str | None, recursive: bool, workers: int,
+            fits_ext: str | None, chunk_shape: str, shard_images: int | None, compressor: str, clevel: int,
+            resize: str | None, interpolation_order: int, dtype: str | None, pad: bool, overwrite: bool,
+            append: bool, resume: bool, scheduler: str | None, no_progress: bool, quiet: bool, debug: bool) -> None:
+    """Convert image FOLDERS (and/or files) into a sharded Zarr v3 store."""
+    if overwrite and append:
+        raise click.UsageError("--overwrite and --append cannot be combined")
+    chunks = _ints(chunk_shape, 3, "--chunk-shape")
+    size = _ints(resize, 2, "--resize") if resize else None
+    from images_to_zarr import configure_logging
+    from images_to_zarr import convert as do_convert
+
+    configure_logging(True, "DEBUG" if debug else "WARNING" if quiet else "INFO")
+    store = _run(debug, lambda: do_convert(
+        out, folders=list(folders), metadata=metadata, recursive=recursive, num_parallel_workers=workers,
+        fits_extension=_fits_ext(fits_ext), resize=tuple(size) if size else None,
+        interpolation_order=interpolation_order, chunk_shape=tuple(chunks), compressor=compressor, clevel=clevel,
+        overwrite=overwrite, append=append, shard_images=shard_images, dtype=dtype, pad=pad, resume=resume,
+        progress=not no_progress and sys.stderr.isatty(), scheduler=scheduler))
+    if not quiet:
+        click.echo(str(store))
+
+
+@cli.command()
+@click.argument("store")
+@click.option("--debug", is_flag=True, help="Tracebacks on failure.")
+def inspect(store: str, debug: bool) -> None:
+    """Print a summary of STORE."""
+    from images_to_zarr import inspect as do_inspect
+
+    logging.getLogger("images_to_zarr").setLevel(logging.WARNING)
+    _run(debug, lambda: do_inspect(store))
+
+
+@cli.command()
+@click.argument("store")
+@click.option("--num-samples", "-n", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--save", "save_path", type=click.Path(dir_okay=False), help="Write the grid to this PNG.")
+@click.option("--seed", type=int, help="Random seed for the sample choice.")
+@click.option("--debug", is_flag=True, help="Tracebacks on failure.")
+def display(store: str, num_samples: int, save_path: str | None, seed: int | None, debug: bool) -> None:
+    """Show (or save) a grid of random images from STORE."""
+    from images_to_zarr import display_sample_images
+
+    _run(debug, lambda: display_sample_images(store, num_samples=num_samples, save_path=save_path, seed=seed))
+
+
 def main() -> None:
     cli(prog_name="images_to_zarr")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
