@@ -15,7 +15,7 @@ import numpy as np
 
 from images_to_zarr import _core
 from images_to_zarr._logging import logger
-from images_to_zarr.metadata import build_table, read_csv, write_parquet
+from images_to_zarr.metadata import append_rows, build_table, read_csv, write_parquet
 
 PathLike = str | os.PathLike
 
@@ -128,16 +128,13 @@ def convert(
         if len(resize) != 2 or any(int(v) <= 0 for v in resize):
             raise ValueError(f"resize must be (height, width) with positive integers, got {resize!r}")
         resize = (int(resize[0]), int(resize[1]))
-    if storage_options is not None or scheduler is not None or resume:
-        raise NotImplementedError("storage_options, scheduler and resume are not available in this build yet")
+    if storage_options is not None or scheduler is not None:
+        raise NotImplementedError("storage_options and scheduler are not available in this build yet")
 
     store = resolve_store_path(output_dir, metadata)
-    if append:
-        if not store.exists():
-            raise FileNotFoundError(f"cannot append: store {store} does not exist")
-        raise NotImplementedError("append is not available in this build yet")
-    if store.exists() and not overwrite:
-        raise FileExistsError(f"store {store} already exists; pass overwrite=True or append=True")
+    mode = "append" if append else "overwrite" if overwrite else "create"
+    if append and not store.exists():
+        raise FileNotFoundError(f"cannot append: store {store} does not exist")
 
     options: dict[str, Any] = {
         "chunk_shape": [int(v) for v in chunk_shape],
@@ -150,6 +147,7 @@ def convert(
         "interpolation_order": int(interpolation_order),
         "pad": bool(pad),
         "num_workers": max(1, int(num_parallel_workers)),
+        "resume": bool(resume),
     }
     store.parent.mkdir(parents=True, exist_ok=True)
     meta_name = parquet_path(store).name
@@ -179,9 +177,10 @@ def convert(
             arr = arr.astype(arr.dtype.newbyteorder("="))
         if image_metadata is not None and len(image_metadata) != arr.shape[0]:
             raise ValueError(f"image_metadata has {len(image_metadata)} rows but images has {arr.shape[0]}")
-        conversion = _core.convert_array(os.fspath(store), np.ascontiguousarray(arr), options, overwrite)
+        conversion = _core.convert_array(os.fspath(store), np.ascontiguousarray(arr), options, mode)
         result = _run(conversion, progress, "images")
-        table = build_table(result["records"], user_rows=image_metadata, files=None, folders=[])
+        table = build_table(result["records"], user_rows=image_metadata, files=None, folders=[],
+                            first_index=result["start_index"])
     else:
         folder_list = _as_list(folders)
         files, warnings = _core.discover_files(folder_list, bool(recursive))
@@ -190,18 +189,23 @@ def convert(
         if not files:
             raise ValueError(f"no supported image files found in {', '.join(folder_list)}")
         csv_table = read_csv(metadata) if metadata is not None else None
-        conversion = _core.convert_files(os.fspath(store), files, options, overwrite)
+        conversion = _core.convert_files(os.fspath(store), files, options, mode)
         result = _run(conversion, progress, "converting")
         table = build_table(result["records"], user_rows=csv_table, files=files, folders=folder_list)
 
+    for w in result["warnings"]:
+        logger.warning(w)
     try:
+        if append:
+            table = append_rows(parquet_path(store), result["start_index"], table)
         write_parquet(table, parquet_path(store))
         conversion.commit()
     except BaseException:
         conversion.abort()
         raise
-    n, failed = result["shape"][0], result["failed"]
-    msg = f"converted {n - failed} of {n} images into {store} (shape {tuple(result['shape'])}, {result['dtype']})"
+    n, failed = result["shape"][0] - result["start_index"], result["failed"]
+    verb = "appended" if append else "converted"
+    msg = f"{verb} {n - failed} of {n} images into {store} (shape {tuple(result['shape'])}, {result['dtype']})"
     if failed:
         logger.warning(f"{msg}; {failed} failed (see the 'error' column of {meta_name})")
     else:

@@ -68,6 +68,7 @@ def build_table(
     user_rows: pa.Table | list[dict[str, Any]] | None,
     files: list[str] | None,
     folders: list[str],
+    first_index: int = 0,
 ) -> pa.Table:
     n = len(records["error"])
     columns: dict[str, Any] = {}
@@ -76,7 +77,7 @@ def build_table(
             user = pa.Table.from_pylist(list(user_rows))
             columns.update({name: user.column(name) for name in user.column_names})
         if "filename" not in columns:
-            columns["filename"] = pa.array([f"image_{i}" for i in range(n)])
+            columns["filename"] = pa.array([f"image_{first_index + i}" for i in range(n)])
         columns["original_filename"] = pa.array([None] * n, pa.string())
         columns["original_extension"] = pa.array([None] * n, pa.string())
     else:
@@ -112,6 +113,15 @@ def build_table(
     ordered = {k: columns[k] for k in columns if k not in RECORD_COLUMNS}
     ordered.update({k: columns[k] for k in RECORD_COLUMNS})
     return pa.table(ordered)
+
+
+def append_rows(path: Path, keep: int, new: pa.Table) -> pa.Table:
+    """The side-car's first ``keep`` rows (rows past the committed count are leftovers) + ``new``."""
+    if not path.exists():
+        logger.warning(f"side-car {path} is missing; writing only the appended rows' metadata")
+        return new
+    old = pq.read_table(path).slice(0, keep)
+    return pa.concat_tables([old, new], promote_options="permissive")
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:

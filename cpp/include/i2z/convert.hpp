@@ -31,6 +31,14 @@ struct ConvertOptions {
   std::uint64_t max_pixels = std::uint64_t{1} << 31;   // per image; larger ones are errors
   // Free-form JSON object merged into the group attributes (creation_info etc.).
   std::string extra_attributes_json = "{}";
+  // Continue an interrupted run of the same inputs and options from its last completed shard.
+  bool resume = false;
+};
+
+enum class WriteMode {
+  Create,     // the store must not exist
+  Overwrite,  // replace an existing Zarr store (never any other path)
+  Append,     // extend an existing store along axis 0
 };
 
 // One row of the side-car, as the engine knows it.
@@ -61,14 +69,19 @@ struct ArrayInput {
 };
 
 struct ConvertResult {
-  std::vector<ImageRecord> records;
-  std::vector<std::uint64_t> shape;  // N, C, H, W of the committed array
+  std::vector<ImageRecord> records;  // the images this run added (all of them for a new store)
+  std::vector<std::uint64_t> shape;  // N, C, H, W of the array after commit
   DType dtype = DType::u8;
   std::uint64_t failed = 0;
+  std::uint64_t start_index = 0;     // index of records[0] in the array (N before an append)
+  std::vector<std::string> warnings;  // raised while planning (e.g. dtype conversion on append)
 };
 
-// A conversion staged into `store_path` + ".i2z-tmp": run() writes every shard and the
-// metadata; commit() renames it into place (the caller writes the Parquet side-car in between).
+// A conversion holding the store's writer lock until commit() or abort().
+// New stores are staged in "<store>.i2z-tmp" and renamed into place by commit(); an append
+// writes its new shards in place (invisible until the array's zarr.json changes) and commit()
+// rewrites images/zarr.json (the commit point), then the group attributes.
+// The caller writes the Parquet side-car between run() and commit().
 class Conversion {
  public:
   virtual ~Conversion() = default;
@@ -83,10 +96,10 @@ std::vector<std::string> discover_files(const std::vector<std::string>& folders,
                                         std::vector<std::string>* warnings);
 
 std::unique_ptr<Conversion> convert_files(const std::string& store_path, std::vector<std::string> files,
-                                          const ConvertOptions& options, bool overwrite);
+                                          const ConvertOptions& options, WriteMode mode);
 // `input.data` must stay alive until run() returns; it is read in place (no copy).
 std::unique_ptr<Conversion> convert_array(const std::string& store_path, const ArrayInput& input,
-                                          const ConvertOptions& options, bool overwrite);
+                                          const ConvertOptions& options, WriteMode mode);
 
 // Supported extensions, lower case with the dot (".fits", ".fits.gz", ".png", ...).
 const std::vector<std::string>& supported_extensions();

@@ -56,8 +56,10 @@ class OrderedWriter {
     const std::uint64_t shard = row / g_.rows_per_shard;
     const std::uint64_t local = row % g_.rows_per_shard;
     if (!writer_) {
-      writer_ = job_.store->open_writer(chunk_key(job_.array_prefix, {shard, 0, 0, 0}));
+      const std::string key = chunk_key(job_.array_prefix, {shard, 0, 0, 0});
+      writer_ = job_.store->open_writer(key);
       index_.assign(g_.rows_per_shard * g_.tiles_per_row(), ChunkLocation{});
+      if (shard == job_.first_shard && job_.carry_rows > 0) copy_carried_rows(key);
     }
     for (std::uint64_t t = 0; t < r.tiles.size(); ++t) {
       auto& bytes = r.tiles[t];
@@ -70,10 +72,27 @@ class OrderedWriter {
       writer_->write(idx);
       writer_->commit();
       writer_.reset();
+      if (job_.on_shard_done) job_.on_shard_done(shard);
     }
   }
 
  private:
+  // Streams the existing chunks of the carried rows into the new object, one chunk at a time.
+  void copy_carried_rows(const std::string& key) {
+    const std::uint64_t n_chunks = index_.size();
+    const auto size = job_.store->size(key);
+    const auto raw = job_.store->get_suffix(key, shard_index_size(n_chunks));
+    if (!size || !raw) fail(ErrorKind::Corrupt, "shard '" + key + "' to append to is missing");
+    const auto old = decode_shard_index(*raw, n_chunks, *size);
+    for (std::uint64_t i = 0; i < job_.carry_rows * g_.tiles_per_row(); ++i) {
+      if (old[i].empty()) continue;
+      const auto bytes = job_.store->get_range(key, old[i].offset, old[i].nbytes);
+      if (!bytes || bytes->size() != old[i].nbytes) fail(ErrorKind::Corrupt, "shard '" + key + "' is truncated");
+      index_[i] = {writer_->size(), bytes->size()};
+      writer_->write(*bytes);
+    }
+  }
+
   const EngineJob& job_;
   const Geometry& g_;
   std::unique_ptr<ObjectWriter> writer_;
@@ -82,10 +101,15 @@ class OrderedWriter {
 
 }  // namespace
 
+std::uint64_t engine_first_image(const EngineJob& job) {
+  const Geometry g(*job.meta);
+  return (job.first_shard * g.rows_per_shard + job.carry_rows) * g.n;
+}
+
 void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const ProgressFn& progress) {
   const ArrayMeta& meta = *job.meta;
   const Geometry g(meta);
-  const std::uint64_t row_begin = job.first_shard * g.rows_per_shard;
+  const std::uint64_t row_begin = job.first_shard * g.rows_per_shard + job.carry_rows;
   const std::uint64_t row_end = std::min(g.rows, job.end_shard * g.rows_per_shard);
   const std::uint64_t total_images =
       row_end > row_begin ? std::min(g.N, row_end * g.n) - row_begin * g.n : 0;
@@ -125,7 +149,7 @@ void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const P
         }
         const std::uint64_t first = row * g.n;
         const std::uint64_t count = std::min(g.n, g.N - first);
-        const std::uint8_t* data = job.source->fill(first, count, rowbuf.data(), &records[first]);
+        const std::uint8_t* data = job.source->fill(first, count, rowbuf.data(), &records[first - job.record_base]);
         if (count < g.n) {
           // Past the array end: fill value. Copy first if the source handed us foreign memory.
           if (data != rowbuf.data()) std::memcpy(rowbuf.data(), data, count * g.image_bytes());
@@ -144,7 +168,7 @@ void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const P
             meta.chain->encode({raw, g.tile_bytes()}, enc.tiles[yi * g.tx + xi], scratch);
           }
         std::uint64_t failed = 0;
-        for (std::uint64_t i = 0; i < count; ++i) failed += !records[first + i].error.empty();
+        for (std::uint64_t i = 0; i < count; ++i) failed += !records[first - job.record_base + i].error.empty();
         images_failed += failed;
         images_done += count;
 

@@ -8,6 +8,7 @@
 // the shard size; output bytes do not depend on the thread count.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,14 +34,24 @@ class ImageSource {
 struct EngineJob {
   Store* store = nullptr;
   std::string array_prefix;       // "images/"
-  const ArrayMeta* meta = nullptr;  // sharded 4-D array: shape N,C,H,W
+  const ArrayMeta* meta = nullptr;  // sharded 4-D array: shape N,C,H,W (after this job)
   ImageSource* source = nullptr;
   std::uint64_t first_shard = 0, end_shard = 0;  // shards [first, end) to write
+  // Append: the first shard already holds `carry_rows` complete chunk rows; their encoded
+  // chunks are copied byte for byte from the existing object before the new rows.
+  std::uint64_t carry_rows = 0;
+  // records[i - record_base] describes image i.
+  std::uint64_t record_base = 0;
   unsigned workers = 1;
+  // Called (in shard order, on one thread at a time) after each shard object is committed.
+  std::function<void(std::uint64_t shard)> on_shard_done;
 };
 
-// Writes the job's shards; fills records[i] for every image of those shards (records must
-// have meta->shape[0] entries). Progress is reported on the calling thread.
+// First image whose row this job encodes (= record_base for the records it fills).
+std::uint64_t engine_first_image(const EngineJob& job);
+
+// Writes the job's shards; fills the records of the images it encodes (records.size() must
+// cover [record_base, end of the job's images)). Progress is reported on the calling thread.
 void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const ProgressFn& progress);
 
 }  // namespace i2z

@@ -87,9 +87,17 @@ ConvertOptions options_from(const nb::dict& d) {
     else if (key == "num_workers") o.num_workers = std::max(1, nb::cast<int>(v));
     else if (key == "max_pixels") o.max_pixels = nb::cast<std::uint64_t>(v);
     else if (key == "extra_attributes_json") o.extra_attributes_json = nb::cast<std::string>(v);
+    else if (key == "resume") o.resume = nb::cast<bool>(v);
     else fail(ErrorKind::Value, "unknown conversion option '" + key + "'");
   }
   return o;
+}
+
+WriteMode write_mode(const std::string& m) {
+  if (m == "create") return WriteMode::Create;
+  if (m == "overwrite") return WriteMode::Overwrite;
+  if (m == "append") return WriteMode::Append;
+  fail(ErrorKind::Value, "unknown write mode '" + m + "'");
 }
 
 nb::object opt_str(const std::string& s) { return s.empty() ? nb::none() : nb::cast(s); }
@@ -146,6 +154,8 @@ struct PyConversion {
     out["shape"] = nb::cast(res.shape);
     out["dtype"] = std::string(dtype_name(res.dtype));
     out["failed"] = res.failed;
+    out["start_index"] = res.start_index;
+    out["warnings"] = nb::cast(res.warnings);
     out["records"] = records_to_columns(res);
     return out;
   }
@@ -229,16 +239,16 @@ NB_MODULE(_core, m) {
 
   m.def(
       "convert_files",
-      [](const std::string& store, std::vector<std::string> files, const nb::dict& options, bool overwrite) {
+      [](const std::string& store, std::vector<std::string> files, const nb::dict& options, const std::string& mode) {
         auto o = options_from(options);
-        return PyConversion{convert_files(store, std::move(files), o, overwrite), nb::none()};
+        return PyConversion{convert_files(store, std::move(files), o, write_mode(mode)), nb::none()};
       },
-      "store"_a, "files"_a, "options"_a, "overwrite"_a = false);
+      "store"_a, "files"_a, "options"_a, "mode"_a = "create");
 
   m.def(
       "convert_array",
       [](const std::string& store, nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu> array, const nb::dict& options,
-         bool overwrite) {
+         const std::string& mode) {
         if (array.ndim() != 4)
           fail(ErrorKind::Value, "images must be a 4-D array (N, C, H, W), got " + std::to_string(array.ndim()) + "-D");
         ArrayInput in;
@@ -249,7 +259,7 @@ NB_MODULE(_core, m) {
         in.h = array.shape(2);
         in.w = array.shape(3);
         auto o = options_from(options);
-        return PyConversion{convert_array(store, in, o, overwrite), nb::cast(array)};
+        return PyConversion{convert_array(store, in, o, write_mode(mode)), nb::cast(array)};
       },
-      "store"_a, "array"_a, "options"_a, "overwrite"_a = false);
+      "store"_a, "array"_a, "options"_a, "mode"_a = "create");
 }

@@ -1,0 +1,15 @@
+// Per-image records as JSON, saved per committed shard so that resume (and distributed tasks)
+// can rebuild the side-car rows of work done earlier.
+#pragma once
+#include <span>
+#include <string>
+#include <vector>
+
+#include "i2z/convert.hpp"
+
+namespace i2z {
+
+std::string records_to_json(std::span<const ImageRecord> records);
+std::vector<ImageRecord> records_from_json(const std::string& text);
+
+}  // namespace i2z

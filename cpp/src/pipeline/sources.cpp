@@ -1,0 +1,194 @@
+#include "pipeline/sources.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "i2z/error.hpp"
+#include "image/pixels.hpp"
+#include "image/resize.hpp"
+#include "pipeline/log.hpp"
+
+namespace i2z {
+
+namespace {
+
+void set_stats(ImageRecord& r, const void* data, DType t, std::uint64_t n) {
+  const Stats s = compute_stats(data, t, n);
+  r.min_value = s.min;
+  r.max_value = s.max;
+  r.mean_value = s.mean;
+}
+
+class ArraySource final : public ImageSource {
+ public:
+  ArraySource(const ArrayInput& in, DType dst) : in_(in), dst_(dst) {}
+  const std::uint8_t* fill(std::uint64_t first, std::uint64_t count, std::uint8_t* scratch,
+                           ImageRecord* records) override {
+    const std::uint64_t per = in_.c * in_.h * in_.w;
+    const auto* src = static_cast<const std::uint8_t*>(in_.data) + first * per * dtype_size(in_.dtype);
+    const std::uint8_t* out = src;  // zero copy when the dtype is already the store's
+    if (in_.dtype != dst_) {
+      cast_values(src, in_.dtype, scratch, dst_, count * per);
+      out = scratch;
+    }
+    for (std::uint64_t i = 0; i < count; ++i) {
+      ImageRecord& r = records[i];
+      r.dtype = std::string(dtype_name(in_.dtype));
+      r.shape = {in_.c, in_.h, in_.w};
+      set_stats(r, out + i * per * dtype_size(dst_), dst_, per);
+    }
+    return out;
+  }
+
+ private:
+  ArrayInput in_;
+  DType dst_;
+};
+
+class FileSource final : public ImageSource {
+ public:
+  FileSource(const std::vector<std::string>& files, const std::vector<Probed>& probed, const FormatOptions& fo,
+             std::uint32_t C, std::uint64_t H, std::uint64_t W, DType dtype, const ConvertOptions& o)
+      : files_(files), probed_(probed), fo_(fo), C_(C), H_(H), W_(W), dtype_(dtype), resize_(o.resize.has_value()),
+        order_(o.interpolation_order) {}
+
+  const std::uint8_t* fill(std::uint64_t first, std::uint64_t count, std::uint8_t* scratch,
+                           ImageRecord* records) override {
+    thread_local std::vector<std::uint8_t> decoded, resized;
+    const std::uint64_t per = C_ * H_ * W_;
+    const std::uint64_t bytes = per * dtype_size(dtype_);
+    for (std::uint64_t i = 0; i < count; ++i) {
+      std::uint8_t* slot = scratch + i * bytes;
+      ImageRecord& r = records[i];
+      const Probed& p = probed_[first + i];
+      if (!p.ok) {  // the probe already recorded the reason
+        std::memset(slot, 0, bytes);
+        continue;
+      }
+      const std::string& path = files_[first + i];
+      try {
+        // Probe again: cheap next to the decode, and catches a file changed since planning.
+        ImageInfo info = p.format->probe(path, fo_);
+        if (info.height != p.height || info.width != p.width || info.channels != p.channels || info.dtype != p.dtype)
+          fail(ErrorKind::Corrupt, "file changed while converting");
+        r.fits_extension = info.fits_extension;
+        r.fits_header_json = std::move(info.fits_header_json);
+        if (decoded.size() < info.byte_size()) decoded.resize(info.byte_size());
+        p.format->decode(path, fo_, info, decoded.data());
+        SrcImage src{decoded.data(), info.dtype, info.channels, info.height, info.width,
+                     info.layout == PixelLayout::CHW};
+        if (resize_ && (info.height != H_ || info.width != W_)) {
+          DType rt;
+          resize_image(src, H_, W_, order_, resized, rt);
+          src = SrcImage{resized.data(), rt, info.channels, H_, W_, true};
+        }
+        normalise_into(src, slot, dtype_, C_, H_, W_);
+        set_stats(r, slot, dtype_, per);
+      } catch (const std::exception& e) {
+        std::memset(slot, 0, bytes);
+        r.error = e.what();
+        log_warning("failed to read '" + path + "': " + r.error);
+      }
+    }
+    return scratch;
+  }
+
+ private:
+  const std::vector<std::string>& files_;
+  const std::vector<Probed>& probed_;
+  FormatOptions fo_;
+  std::uint32_t C_;
+  std::uint64_t H_, W_;
+  DType dtype_;
+  bool resize_;
+  int order_;
+};
+
+class AppendSource final : public ImageSource {
+ public:
+  AppendSource(std::uint64_t offset, std::unique_ptr<ImageSource> inner, std::shared_ptr<const ArrayReader> old,
+               std::uint64_t image_bytes)
+      : offset_(offset), inner_(std::move(inner)), old_(std::move(old)), image_bytes_(image_bytes) {}
+  const std::uint8_t* fill(std::uint64_t first, std::uint64_t count, std::uint8_t* scratch,
+                           ImageRecord* records) override {
+    if (first >= offset_) return inner_->fill(first - offset_, count, scratch, records);
+    // The partial chunk row of an append: old images first (records are the caller's dummies).
+    const std::uint64_t n_old = offset_ - first;
+    old_->read_range(first, offset_, scratch);
+    const std::uint64_t n_new = count - n_old;
+    const std::uint8_t* tail = inner_->fill(0, n_new, scratch + n_old * image_bytes_, records + n_old);
+    if (tail != scratch + n_old * image_bytes_) std::memmove(scratch + n_old * image_bytes_, tail, n_new * image_bytes_);
+    return scratch;
+  }
+
+ private:
+  std::uint64_t offset_;
+  std::unique_ptr<ImageSource> inner_;
+  std::shared_ptr<const ArrayReader> old_;
+  std::uint64_t image_bytes_;
+};
+
+}  // namespace
+
+void probe_files(const std::vector<std::string>& files, const FormatOptions& fo, unsigned workers,
+                 std::vector<Probed>& probed, std::vector<ImageRecord>& records) {
+  probed.assign(files.size(), Probed{});
+  records.assign(files.size(), ImageRecord{});
+  std::atomic<std::uint64_t> next{0};
+  auto work = [&] {
+    for (std::uint64_t i = next++; i < files.size(); i = next++) {
+      ImageRecord& r = records[i];
+      Probed& p = probed[i];
+      r.source_path = files[i];
+      struct stat st;
+      if (::stat(files[i].c_str(), &st) == 0) r.file_size_bytes = static_cast<std::uint64_t>(st.st_size);
+      p.format = format_for_path(files[i]);
+      if (!p.format) {
+        r.error = "unsupported file extension";
+        continue;
+      }
+      r.format = std::string(p.format->name());
+      try {
+        ImageInfo info = p.format->probe(files[i], fo);
+        r.dtype = std::string(dtype_name(info.dtype));
+        r.shape = info.shape;
+        r.fits_extension = info.fits_extension;
+        p.height = info.height;
+        p.width = info.width;
+        p.channels = info.channels;
+        p.dtype = info.dtype;
+        p.ok = true;
+      } catch (const std::exception& e) {
+        r.error = e.what();
+        log_warning("failed to read '" + files[i] + "': " + r.error);
+      }
+    }
+  };
+  const unsigned n = std::max(1u, std::min<unsigned>(workers, static_cast<unsigned>(std::min<std::size_t>(files.size(), 64))));
+  std::vector<std::thread> threads;
+  for (unsigned t = 1; t < n; ++t) threads.emplace_back(work);
+  work();
+  for (auto& t : threads) t.join();
+}
+
+std::unique_ptr<ImageSource> make_file_source(const std::vector<std::string>& files,
+                                              const std::vector<Probed>& probed, const FormatOptions& fo,
+                                              std::uint32_t C, std::uint64_t H, std::uint64_t W, DType dtype,
+                                              const ConvertOptions& options) {
+  return std::make_unique<FileSource>(files, probed, fo, C, H, W, dtype, options);
+}
+
+std::unique_ptr<ImageSource> make_array_source(const ArrayInput& input, DType dtype) {
+  return std::make_unique<ArraySource>(input, dtype);
+}
+
+std::unique_ptr<ImageSource> make_append_source(std::uint64_t offset, std::unique_ptr<ImageSource> inner,
+                                                std::shared_ptr<const ArrayReader> old, std::uint64_t image_bytes) {
+  return std::make_unique<AppendSource>(offset, std::move(inner), std::move(old), image_bytes);
+}
+
+}  // namespace i2z
