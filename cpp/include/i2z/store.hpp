@@ -40,6 +40,9 @@ class Store {
   // Every key under prefix (recursively), sorted.
   virtual std::vector<std::string> list(const std::string& prefix) = 0;
   bool exists(const std::string& key) { return size(key).has_value(); }
+  // Removes what writers killed before commit() left behind (partial files, multipart uploads).
+  // Call only while holding the store's writer lock.
+  virtual void remove_incomplete() {}
   // A human-readable location for messages ("/data/x.zarr", "s3://b/x.zarr").
   virtual std::string describe() const = 0;
 };

@@ -102,6 +102,7 @@ class ConversionImpl final : public Conversion {
 
   ConvertResult run(const ProgressFn& progress) override {
     ConvertResult res;
+    work_->remove_incomplete();  // we hold the lock: any partial object is a dead writer's
     NewImages add = plan_inputs();
     std::uint64_t n_old = 0;
     ArrayMeta meta;

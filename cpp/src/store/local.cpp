@@ -138,6 +138,15 @@ class LocalStore final : public Store {
   }
   std::string describe() const override { return root_; }
 
+  void remove_incomplete() override {
+    std::error_code ec;
+    std::vector<fs::path> stale;
+    for (auto it = fs::recursive_directory_iterator(root_, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec))
+      if (it->path().filename().string().find(kPartTag) != std::string::npos) stale.push_back(it->path());
+    for (const auto& p : stale) fs::remove(p, ec);
+  }
+
  private:
   std::string path(const std::string& key) const { return key.empty() ? root_ : root_ + "/" + key; }
 
