@@ -27,6 +27,8 @@ demo: install
 	rm -rf examples/out
 	$(PYTHON) -m images_to_zarr.cli convert examples/data --recursive --metadata examples/data/metadata.csv --out examples/out --no-progress
 	$(PYTHON) -m images_to_zarr.cli inspect examples/out/metadata.zarr
+	$(PYTHON) -m images_to_zarr.cli display examples/out/metadata.zarr --num-samples 9 --save examples/out/samples.png --seed 0
+	@echo "sample grid: examples/out/samples.png"
 
 clean:
 	rm -rf build examples/out

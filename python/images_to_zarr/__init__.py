@@ -9,8 +9,13 @@ from __future__ import annotations
 from images_to_zarr import _core
 from images_to_zarr._logging import configure_logging, logger
 from images_to_zarr.convert import convert
+from images_to_zarr.display import display_sample_images
+from images_to_zarr.inspect import StoreSummary, inspect
 
 __version__: str = _core.version()
 I2Z_SUPPORTED_EXTS: set[str] = set(_core.supported_extensions())
 
-__all__ = ["convert", "configure_logging", "logger", "I2Z_SUPPORTED_EXTS", "__version__"]
+__all__ = [
+    "convert", "inspect", "display_sample_images", "StoreSummary", "configure_logging", "logger",
+    "I2Z_SUPPORTED_EXTS", "__version__",
+]

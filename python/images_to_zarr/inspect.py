@@ -1,0 +1,318 @@
+"""``inspect()``: a summary of a store from its ``zarr.json`` files and its Parquet side-car.
+
+It never reads pixel data, and it aggregates the side-car with pyarrow compute kernels, so a
+store of a million images is summarised in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+RULE = "=" * 80
+MAX_LISTED = 10  # longest distribution printed; the rest is summed up in one line
+
+FORMAT_NAMES = {
+    ".fits": "FITS", ".fit": "FITS", ".fts": "FITS", ".fz": "FITS", ".fits.gz": "FITS",
+    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
+}
+SIDECAR_COLUMNS = [
+    "original_extension", "format", "dtype", "shape", "file_size_bytes",
+    "min_value", "max_value", "mean_value", "error",
+]
+
+
+@dataclass
+class StoreSummary:
+    """What :func:`inspect` reports; ``str(summary)`` is the printed text."""
+
+    path: Path
+    total_images: int
+    storage_bytes: int
+    image_shape: tuple[int, ...]
+    dtype: str
+    compressor: str
+    compression_level: int | None
+    chunk_shape: tuple[int, ...]
+    shard_shape: tuple[int, ...] | None
+    num_shards: int
+    metadata_path: Path | None = None
+    format_counts: dict[str, int] = field(default_factory=dict)
+    original_dtype_counts: dict[str, int] = field(default_factory=dict)
+    shape_counts: dict[tuple[int, ...], int] = field(default_factory=dict)
+    file_size_stats: dict[str, float] | None = None  # min, max, mean, total (bytes)
+    dynamic_range: dict[str, float] | None = None  # min, max, mean (of the per-image means)
+    failed_images: int | None = None
+    append_history: list[dict[str, Any]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join(_report_lines(self))
+
+
+def inspect(store: str | os.PathLike) -> StoreSummary:
+    """Print a summary of ``store`` and return it.
+
+    Raises ``FileNotFoundError`` for a missing path and ``ValueError`` for a path that is not
+    a Zarr v3 store with an ``images`` array.
+    """
+    summary = summarize(store)
+    print(summary)
+    return summary
+
+
+def summarize(store: str | os.PathLike) -> StoreSummary:
+    """The summary of ``store`` without printing it."""
+    root = Path(store)
+    attrs, array_dir, array_meta = open_metadata(root)
+    shape = tuple(int(v) for v in array_meta["shape"])
+    chunk, shard = _chunking(array_meta)
+    compressor, level = _compression(attrs, array_meta)
+    n = shape[0]
+    summary = StoreSummary(
+        path=root,
+        total_images=n,
+        storage_bytes=_tree_size(root),
+        image_shape=shape[1:],
+        dtype=str(array_meta["data_type"]),
+        compressor=compressor,
+        compression_level=level,
+        chunk_shape=chunk,
+        shard_shape=shard,
+        num_shards=_count_files(array_dir / "c"),
+        append_history=list(attrs.get("append_history") or []),
+    )
+    sidecar = sidecar_path(root, attrs)
+    if sidecar is not None:
+        summary.metadata_path = sidecar
+        _summarize_sidecar(summary, read_sidecar(sidecar, n, SIDECAR_COLUMNS))
+    return summary
+
+
+def open_metadata(root: Path) -> tuple[dict[str, Any], Path, dict[str, Any]]:
+    """Group attributes, the ``images`` array folder and its ``zarr.json`` of the store at ``root``.
+
+    A store whose root is the array itself (no group) is accepted too.
+    """
+    if not root.exists():
+        raise FileNotFoundError(f"store not found: {root}")
+    if not root.is_dir():
+        raise ValueError(f"not a Zarr store (not a folder): {root}")
+    root_meta = _read_json(root / "zarr.json", root)
+    array_dir = root if root_meta.get("node_type") == "array" else root / "images"
+    array_meta = root_meta if array_dir == root else _read_json(array_dir / "zarr.json", root)
+    if array_meta.get("node_type") != "array":
+        raise ValueError(f"not an images_to_zarr store: {array_dir} is not a Zarr array")
+    shape = array_meta.get("shape")
+    if not isinstance(shape, list) or len(shape) != 4:
+        raise ValueError(f"not an images_to_zarr store: {array_dir} has shape {shape}, expected (N, C, H, W)")
+    return dict(root_meta.get("attributes") or {}), array_dir, array_meta
+
+
+def sidecar_path(root: Path, attrs: dict[str, Any]) -> Path | None:
+    """The Parquet side-car: group attribute ``metadata_file`` (relative to the store's folder),
+    else ``<store stem>_metadata.parquet``; ``None`` when neither exists."""
+    candidates = [root.parent / str(attrs["metadata_file"])] if attrs.get("metadata_file") else []
+    candidates.append(root.parent / f"{root.stem}_metadata.parquet")
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def read_sidecar(path: Path, rows: int, columns: list[str]) -> pa.Table:
+    """The ``columns`` of the side-car that exist, trimmed to the store's ``rows``."""
+    present = set(pq.read_schema(path).names)
+    table = pq.read_table(path, columns=[c for c in columns if c in present])
+    return table.slice(0, rows)
+
+
+def _read_json(path: Path, root: Path) -> dict[str, Any]:
+    if not path.is_file():
+        v2 = " (Zarr v2 stores are not supported)" if (root / ".zgroup").exists() or (root / ".zarray").exists() else ""
+        raise ValueError(f"not a Zarr v3 store: {path} is missing{v2}")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"not a Zarr v3 store: cannot read {path}: {e}") from None
+    if not isinstance(meta, dict) or meta.get("zarr_format") != 3:
+        raise ValueError(f"not a Zarr v3 store: {path} has no \"zarr_format\": 3")
+    return meta
+
+
+def _chunking(meta: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """(inner chunk shape, shard shape); shard is ``None`` for an unsharded array."""
+    grid = tuple(int(v) for v in meta["chunk_grid"]["configuration"]["chunk_shape"])
+    for codec in meta.get("codecs", []):
+        if codec.get("name") == "sharding_indexed":
+            inner = tuple(int(v) for v in codec["configuration"]["chunk_shape"])
+            return inner, grid
+    return grid, None
+
+
+def _compression(attrs: dict[str, Any], meta: dict[str, Any]) -> tuple[str, int | None]:
+    """The store's own names (group attributes) when present, else read from the codec chain."""
+    if "compressor" in attrs:
+        level = attrs.get("compression_level")
+        return str(attrs["compressor"]), None if level is None else int(level)
+    codecs = meta.get("codecs", [])
+    for codec in codecs:
+        if codec.get("name") == "sharding_indexed":
+            codecs = codec["configuration"].get("codecs", [])
+    for codec in codecs:
+        name, config = codec.get("name"), codec.get("configuration") or {}
+        if name == "blosc":
+            return f"blosc-{config.get('cname', 'lz4')}", config.get("clevel")
+        if name in ("zstd", "gzip"):
+            return str(name), config.get("level")
+    return "none", None
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(folder, name)).st_size
+            except OSError:  # removed while we walk (a concurrent writer); not part of the store then
+                pass
+    return total
+
+
+def _count_files(folder: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(folder))
+
+
+def _summarize_sidecar(s: StoreSummary, table: pa.Table) -> None:
+    names = table.column_names
+    if "original_extension" in names:
+        s.format_counts = _value_counts(_format_names(table.column("original_extension")))
+    elif "format" in names:
+        s.format_counts = _value_counts(table.column("format"))
+    if "dtype" in names:
+        s.original_dtype_counts = _value_counts(table.column("dtype"))
+    if "shape" in names:
+        s.shape_counts = _shape_counts(table.column("shape"))
+    if "error" in names:
+        s.failed_images = table.num_rows - table.column("error").null_count
+    if "file_size_bytes" in names:
+        sizes = table.column("file_size_bytes")
+        if sizes.null_count < len(sizes):
+            mm = pc.min_max(sizes).as_py()
+            s.file_size_stats = {"min": mm["min"], "max": mm["max"], "mean": pc.mean(sizes).as_py(),
+                                 "total": pc.sum(sizes).as_py()}
+    if {"min_value", "max_value", "mean_value"} <= set(names):
+        ok = table if "error" not in names else table.filter(pc.is_null(table.column("error")))
+        lo, hi, mean = (_finite(ok.column(c)) for c in ("min_value", "max_value", "mean_value"))
+        if len(lo) and len(hi) and len(mean):
+            s.dynamic_range = {"min": pc.min(lo).as_py(), "max": pc.max(hi).as_py(), "mean": pc.mean(mean).as_py()}
+
+
+def _format_names(ext: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``.FITS.gz`` -> ``FITS``; unknown extensions as themselves; no extension (in-memory) -> ``array``."""
+    lower = pc.utf8_lower(ext)
+    keys = pa.array(list(FORMAT_NAMES))
+    mapped = pc.take(pa.array(list(FORMAT_NAMES.values())), pc.index_in(lower, value_set=keys))
+    return pc.coalesce(mapped, pc.utf8_upper(pc.utf8_ltrim(ext, characters=".")), pa.scalar("array"))
+
+
+def _value_counts(values: pa.ChunkedArray) -> dict[str, int]:
+    """Counts, largest first; nulls counted as ``"unknown"``."""
+    counts = pc.value_counts(pc.fill_null(values.cast(pa.string()), "unknown"))
+    pairs = zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
+    return dict(sorted(pairs, key=lambda kv: (-kv[1], kv[0])))
+
+
+def _shape_counts(shapes: pa.ChunkedArray) -> dict[tuple[int, ...], int]:
+    """Counts of each shape (lists of ints), grouped per rank by pyarrow: no per-row Python."""
+    shapes = shapes.combine_chunks() if shapes.num_chunks else pa.array([], shapes.type)
+    valid = shapes.filter(pc.is_valid(shapes))
+    ranks = pc.list_value_length(valid)
+    counts: dict[tuple[int, ...], int] = {}
+    for rank in pc.unique(ranks).to_pylist():
+        rows = valid.filter(pc.equal(ranks, rank))
+        if rank == 0:
+            counts[()] = counts.get((), 0) + len(rows)
+            continue
+        flat = pc.list_flatten(rows).to_numpy(zero_copy_only=False).reshape(len(rows), rank)
+        dims = [f"d{k}" for k in range(rank)]
+        groups = pa.table({d: flat[:, k] for k, d in enumerate(dims)}).group_by(dims).aggregate([([], "count_all")])
+        keys = zip(*(groups.column(d).to_pylist() for d in dims))
+        counts.update(zip(keys, groups.column("count_all").to_pylist()))
+    if len(valid) < len(shapes):
+        counts[()] = counts.get((), 0) + len(shapes) - len(valid)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _finite(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    values = values.drop_null()
+    return values.filter(pc.is_finite(values)) if pa.types.is_floating(values.type) else values
+
+
+def _report_lines(s: StoreSummary) -> list[str]:
+    mb = s.storage_bytes / 2**20
+    level = "" if s.compression_level is None else f" (level {s.compression_level})"
+    lines = [
+        RULE, "SUMMARY STATISTICS", RULE,
+        f"Store: {s.path}",
+        f"Total images across all files: {s.total_images:,}",
+        f"Total storage size: {mb:,.2f} MB ({s.storage_bytes:,} bytes)",
+        f"Image dimensions: {_shape(s.image_shape)}",
+        f"Data type: {s.dtype}",
+        f"Compression: {s.compressor}{level}",
+        f"Chunk shape: {_shape(s.chunk_shape)}",
+        f"Shard shape: {_shape(s.shard_shape) if s.shard_shape else 'not sharded'}",
+        f"Number of {'shards' if s.shard_shape else 'chunk files'}: {s.num_shards:,}",
+        f"Metadata: {s.metadata_path.name if s.metadata_path else 'no Parquet side-car found'}",
+    ]
+    if s.format_counts:
+        lines += ["", "Format distribution:", *_distribution(s.format_counts, s.total_images)]
+    if s.original_dtype_counts:
+        lines += ["", "Original data type distribution:", *_distribution(s.original_dtype_counts, s.total_images)]
+    if s.shape_counts:
+        shapes = {_shape(k) if k else "unknown": v for k, v in s.shape_counts.items()}
+        lines += ["", "Original shape distribution:", *_distribution(shapes, s.total_images)]
+    if s.file_size_stats:
+        f = s.file_size_stats
+        lines += ["", "Original file size statistics:",
+                  f"  min: {_bytes(f['min'])}  max: {_bytes(f['max'])}  mean: {_bytes(f['mean'])}  "
+                  f"total: {_bytes(f['total'])}"]
+    if s.dynamic_range:
+        d = s.dynamic_range
+        lines += ["", "Dynamic range (stored pixels):",
+                  f"  min: {d['min']:.6g}  max: {d['max']:.6g}  mean of image means: {d['mean']:.6g}"]
+    if s.failed_images is not None:
+        lines += ["", f"Failed images: {s.failed_images:,}"]
+    lines += ["", "Append history:" if s.append_history else "Append history: none"]
+    for entry in s.append_history:
+        lines.append(f"  +{int(entry.get('appended_count', 0)):,} images "
+                     f"(indices {entry.get('start_index')}..{entry.get('end_index')})")
+    lines.append(RULE)
+    return lines
+
+
+def _distribution(counts: dict[str, int], total: int) -> list[str]:
+    total = max(total, 1)
+    items = list(counts.items())
+    lines = [f"  {k}: {v:,} ({100.0 * v / total:.1f}%)" for k, v in items[:MAX_LISTED]]
+    if len(items) > MAX_LISTED:
+        rest = sum(v for _, v in items[MAX_LISTED:])
+        lines.append(f"  ... {len(items) - MAX_LISTED:,} more: {rest:,} ({100.0 * rest / total:.1f}%)")
+    return lines
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "(" + ", ".join(str(v) for v in shape or ()) + ")"
+
+
+def _bytes(n: float) -> str:
+    if abs(n) < 1024:
+        return f"{n:,.0f} B"
+    for unit in ("KB", "MB", "GB", "TB"):
+        n /= 1024
+        if abs(n) < 1024 or unit == "TB":
+            break
+    return f"{n:,.2f} {unit}"
