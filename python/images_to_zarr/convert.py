@@ -128,8 +128,10 @@ def convert(
         if len(resize) != 2 or any(int(v) <= 0 for v in resize):
             raise ValueError(f"resize must be (height, width) with positive integers, got {resize!r}")
         resize = (int(resize[0]), int(resize[1]))
-    if storage_options is not None or scheduler is not None:
-        raise NotImplementedError("storage_options and scheduler are not available in this build yet")
+    if storage_options is not None:
+        raise NotImplementedError("storage_options is not available in this build yet")
+    if scheduler is not None and images is not None:
+        raise ValueError("scheduler distributes file conversion; in-memory arrays are converted locally (omit scheduler)")
 
     store = resolve_store_path(output_dir, metadata)
     mode = "append" if append else "overwrite" if overwrite else "create"
@@ -190,7 +192,16 @@ def convert(
             raise ValueError(f"no supported image files found in {', '.join(folder_list)}")
         csv_table = read_csv(metadata) if metadata is not None else None
         conversion = _core.convert_files(os.fspath(store), files, options, mode)
-        result = _run(conversion, progress, "converting")
+        if scheduler is not None:
+            from images_to_zarr._distributed import run_distributed
+
+            try:
+                result = run_distributed(conversion, files, scheduler, options, progress)
+            except BaseException:
+                conversion.abort()
+                raise
+        else:
+            result = _run(conversion, progress, "converting")
         table = build_table(result["records"], user_rows=csv_table, files=files, folders=folder_list)
 
     for w in result["warnings"]:

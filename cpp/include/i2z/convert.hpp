@@ -77,18 +77,47 @@ struct ConvertResult {
   std::vector<std::string> warnings;  // raised while planning (e.g. dtype conversion on append)
 };
 
+// The plan of a conversion: everything a process needs to write some of its shards.
+struct ConversionPlan {
+  std::string json;                 // pass to write_shards()
+  std::uint64_t first_shard = 0;    // shards [first_shard, end_shard) remain to be written
+  std::uint64_t end_shard = 0;
+  std::uint64_t shard_images = 0;
+  std::uint64_t start_index = 0;    // image index of the first new image (N before an append)
+  std::uint64_t total_images = 0;   // N after the run
+  std::vector<ImageRecord> done;    // records of images in shards a resumed run had finished
+  std::vector<std::string> warnings;
+};
+
 // A conversion holding the store's writer lock until commit() or abort().
 // New stores are staged in "<store>.i2z-tmp" and renamed into place by commit(); an append
 // writes its new shards in place (invisible until the array's zarr.json changes) and commit()
 // rewrites images/zarr.json (the commit point), then the group attributes.
 // The caller writes the Parquet side-car between run() and commit().
+// Distributed use: plan(), write_shards() for disjoint shard ranges (in any process that sees
+// the store), then finish() and commit() here.
 class Conversion {
  public:
   virtual ~Conversion() = default;
+  // plan() + write_shards() of every remaining shard on this machine + finish().
   virtual ConvertResult run(const ProgressFn& progress) = 0;
+  // Probes the inputs (or takes `probes_json`, the concatenated results of probe_files_json()
+  // for the files in order) and plans the array. Idempotent.
+  virtual const ConversionPlan& plan(const std::vector<std::string>& probes_json = {}) = 0;
+  // Writes the array and group documents (once all shards are written).
+  virtual void finish() = 0;
   virtual void commit() = 0;
   virtual void abort() = 0;
 };
+
+// Header-only pass over files (for distributed probing); feed the results to plan().
+std::string probe_files_json(const std::vector<std::string>& files, const ConvertOptions& options);
+
+// Writes shards [first_shard, end_shard) of a plan. `files` are the input files of exactly the
+// images of those shards that are new (for a file conversion). Returns their records.
+std::vector<ImageRecord> write_shards(const std::string& plan_json, const std::vector<std::string>& files,
+                                      std::uint64_t first_shard, std::uint64_t end_shard, unsigned workers,
+                                      const ProgressFn& progress);
 
 // Lists supported image files under the folders (sorted by path, extensions case-insensitive,
 // symlink loops skipped). Missing folders are reported through `warnings`.

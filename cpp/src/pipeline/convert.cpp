@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <optional>
 
 #include "formats/format.hpp"
@@ -73,6 +74,99 @@ struct NewImages {
 
 std::string size_text(std::uint64_t h, std::uint64_t w) { return std::to_string(h) + "x" + std::to_string(w); }
 
+std::string records_key(std::uint64_t shard) {
+  return std::string(kProgress) + "records/" + std::to_string(shard) + ".json";
+}
+
+json fits_json(const std::vector<FitsSelector>& sel) {
+  json fe = json::array();
+  for (const auto& s : sel) std::visit([&](const auto& v) { fe.push_back(v); }, s);
+  return fe;
+}
+
+// What a shard writer needs, in one JSON document (the ConversionPlan::json).
+struct PlanDoc {
+  std::string work;  // the store (or staging folder) the shards go to
+  ArrayMeta meta;    // the array after the run
+  std::uint64_t n_old = 0;
+  FormatOptions fo;
+  ConvertOptions decode;  // resize, interpolation_order, pad
+  std::string fingerprint;
+};
+
+json plan_to_json(const PlanDoc& p) {
+  return {{"work", p.work},
+          {"array", array_meta_to_json(p.meta)},
+          {"n_old", p.n_old},
+          {"fits_extension", fits_json(p.fo.fits_extension)},
+          {"max_pixels", p.fo.max_pixels},
+          {"resize", p.decode.resize ? json{p.decode.resize->first, p.decode.resize->second} : json(nullptr)},
+          {"order", p.decode.interpolation_order},
+          {"pad", p.decode.pad},
+          {"fingerprint", p.fingerprint}};
+}
+
+PlanDoc plan_from_json(const std::string& text) {
+  PlanDoc p;
+  try {
+    const json j = json::parse(text);
+    p.work = j.at("work");
+    p.meta = parse_array_meta(j.at("array").dump(), "plan");
+    p.n_old = j.at("n_old");
+    for (const auto& e : j.at("fits_extension")) {
+      if (e.is_number_integer()) p.fo.fits_extension.emplace_back(e.get<int>());
+      else p.fo.fits_extension.emplace_back(e.get<std::string>());
+    }
+    p.fo.max_pixels = j.at("max_pixels");
+    if (!j.at("resize").is_null()) p.decode.resize = std::make_pair(j["resize"][0].get<std::uint64_t>(), j["resize"][1].get<std::uint64_t>());
+    p.decode.interpolation_order = j.at("order");
+    p.decode.pad = j.at("pad");
+    p.fingerprint = j.at("fingerprint");
+  } catch (const json::exception& e) {
+    fail(ErrorKind::Value, std::string("invalid conversion plan: ") + e.what());
+  }
+  return p;
+}
+
+// Writes shards [a, b) of the plan. `source` yields image `first_new` as its image 0 (new images
+// only); `probe_records` (may be empty) holds their probe-time records.
+std::vector<ImageRecord> write_range(const PlanDoc& plan, Store& work, std::unique_ptr<ImageSource> source,
+                                     std::vector<ImageRecord> probe_records, std::uint64_t a, std::uint64_t b,
+                                     unsigned workers, const ProgressFn& progress) {
+  const ArrayMeta& meta = plan.meta;
+  const std::uint64_t N = meta.shape[0], S = meta.chunk_grid[0], n = meta.inner_chunk[0], n_old = plan.n_old;
+  const std::uint64_t first_new = std::max(a * S, n_old), end_img = std::min(b * S, N);
+  if (a >= b || first_new >= end_img) return {};
+  const std::uint64_t image_bytes = meta.shape[1] * meta.shape[2] * meta.shape[3] * dtype_size(meta.dtype);
+  EngineJob job;
+  job.store = &work;
+  job.array_prefix = kArrayPrefix;
+  job.meta = &meta;
+  job.first_shard = a;
+  job.end_shard = b;
+  job.carry_rows = a == n_old / S ? (n_old % S) / n : 0;
+  job.workers = workers;
+  std::shared_ptr<const ArrayReader> old;
+  if (n_old % n != 0 && a == n_old / S) old = open_image_array(std::shared_ptr<Store>(&work, [](Store*) {}));
+  auto wrapped = make_append_source(first_new, std::move(source), old, image_bytes);
+  job.source = wrapped.get();
+  // Records of the images the engine encodes: [base, end_img). Images below first_new are old
+  // ones re-encoded with the partial chunk row; their records are placeholders.
+  const std::uint64_t base = engine_first_image(job);
+  std::vector<ImageRecord> records(end_img - base);
+  for (std::uint64_t i = 0; i < probe_records.size() && first_new + i < end_img; ++i)
+    records[first_new - base + i] = std::move(probe_records[i]);
+  job.record_base = base;
+  job.on_shard_done = [&](std::uint64_t s) {
+    const std::uint64_t lo = std::max(s * S, n_old), hi = std::min((s + 1) * S, N);
+    const std::string text = records_to_json({records.data() + (lo - base), hi - lo});
+    work.set(records_key(s), as_bytes(text));
+  };
+  run_engine(job, records, progress);
+  records.erase(records.begin(), records.begin() + static_cast<std::ptrdiff_t>(first_new - base));
+  return records;
+}
+
 class ConversionImpl final : public Conversion {
  public:
   ConversionImpl(const std::string& path, Input input, const ConvertOptions& o, WriteMode mode)
@@ -83,7 +177,7 @@ class ConversionImpl final : public Conversion {
     if (mode_ == WriteMode::Append) {
       if (!fs::exists(path_, ec)) fail(ErrorKind::FileNotFound, "cannot append: store '" + path_ + "' does not exist");
       if (!is_zarr_store(path_)) fail(ErrorKind::Value, "cannot append: '" + path_ + "' is not a Zarr store");
-      work_ = open_local_store(path_);
+      work_path_ = path_;
     } else {
       if (fs::exists(path_, ec)) {
         if (mode_ == WriteMode::Create)
@@ -91,126 +185,129 @@ class ConversionImpl final : public Conversion {
                                           "' already exists; pass overwrite=True to replace it or append=True to add to it");
         if (!is_zarr_store(path_)) fail(ErrorKind::Value, "refusing to overwrite '" + path_ + "': it is not a Zarr store");
       }
-      staging_ = path_ + ".i2z-tmp";
-      if (!options_.resume) fs::remove_all(staging_, ec);
-      work_ = open_local_store(staging_);
+      work_path_ = path_ + ".i2z-tmp";
+      if (!options_.resume) fs::remove_all(work_path_, ec);
     }
+    work_ = open_local_store(work_path_);
   }
   ~ConversionImpl() override {
     if (!committed_) abort();
   }
 
   ConvertResult run(const ProgressFn& progress) override {
+    const ConversionPlan& p = plan();
+    std::unique_ptr<ImageSource> source;
+    std::vector<ImageRecord> probe_records;
+    const std::uint64_t first_new = std::max(p.first_shard * p.shard_images, p.start_index);
+    const std::uint64_t skip = first_new - p.start_index;  // new images in shards a resume skips
+    if (input_.array) {
+      ArrayInput rest = *input_.array;
+      rest.data = static_cast<const std::uint8_t*>(rest.data) + skip * rest.c * rest.h * rest.w * dtype_size(rest.dtype);
+      rest.n -= std::min(rest.n, skip);
+      source = make_array_source(rest, doc_.meta.dtype);
+    } else {
+      files_tail_.assign(input_.files.begin() + static_cast<std::ptrdiff_t>(skip), input_.files.end());
+      probed_tail_.assign(add_.probed.begin() + static_cast<std::ptrdiff_t>(skip), add_.probed.end());
+      probe_records.assign(std::make_move_iterator(add_.records.begin() + static_cast<std::ptrdiff_t>(skip)),
+                           std::make_move_iterator(add_.records.end()));
+      source = make_file_source(files_tail_, probed_tail_, fo_, static_cast<std::uint32_t>(doc_.meta.shape[1]),
+                                doc_.meta.shape[2], doc_.meta.shape[3], doc_.meta.dtype, options_);
+    }
     ConvertResult res;
+    res.records = plan_.done;
+    auto written = write_range(doc_, *work_, std::move(source), std::move(probe_records), p.first_shard, p.end_shard,
+                               options_.num_workers, progress);
+    std::move(written.begin(), written.end(), std::back_inserter(res.records));
+    for (const auto& r : res.records) res.failed += !r.error.empty();
+    res.shape = doc_.meta.shape;
+    res.dtype = doc_.meta.dtype;
+    res.start_index = p.start_index;
+    res.warnings = p.warnings;
+    finish();
+    return res;
+  }
+
+  const ConversionPlan& plan(const std::vector<std::string>& probes_json = {}) override {
+    if (planned_) return plan_;
     work_->remove_incomplete();  // we hold the lock: any partial object is a dead writer's
-    NewImages add = plan_inputs();
-    std::uint64_t n_old = 0;
+    add_ = plan_inputs(probes_json);
     ArrayMeta meta;
-    std::shared_ptr<const ArrayReader> old_reader;
     if (mode_ == WriteMode::Append) {
-      old_reader = open_image_array(work_);
       const auto text = get_text(*work_, std::string(kArrayPrefix) + "zarr.json");
       meta = parse_array_meta(text.value_or(""), path_ + "/images/zarr.json");
       if (meta.shape.size() != 4 || !meta.sharded || !meta.index_at_end)
         fail(ErrorKind::Value, "cannot append to '" + path_ + "': not a 4-D sharded images array of this layout");
-      n_old = meta.shape[0];
-      check_append_shape(meta, add);
-      if (add.dtype != meta.dtype && !options_.dtype)
-        res.warnings.push_back("appending " + std::string(dtype_name(add.dtype)) + " images to a " +
-                               std::string(dtype_name(meta.dtype)) + " store: values are converted (rounded and clipped)");
-      else if (options_.dtype && *options_.dtype != meta.dtype)
-        res.warnings.push_back("dtype=" + std::string(dtype_name(*options_.dtype)) + " ignored: the store is " +
-                               std::string(dtype_name(meta.dtype)));
-      meta.shape[0] = n_old + add.count;
+      doc_.n_old = meta.shape[0];
+      check_append_shape(meta, add_);
+      if (options_.dtype && *options_.dtype != meta.dtype)
+        plan_.warnings.push_back("dtype=" + std::string(dtype_name(*options_.dtype)) + " ignored: the store is " +
+                                 std::string(dtype_name(meta.dtype)));
+      else if (add_.dtype != meta.dtype)
+        plan_.warnings.push_back("appending " + std::string(dtype_name(add_.dtype)) + " images to a " +
+                                 std::string(dtype_name(meta.dtype)) + " store: values are converted (rounded and clipped)");
+      meta.shape[0] = doc_.n_old + add_.count;
       group_attrs_ = json::parse(get_text(*work_, "zarr.json").value_or("{}"), nullptr, false);
       group_attrs_ = group_attrs_.is_object() ? group_attrs_.value("attributes", json::object()) : json::object();
     } else {
-      meta = plan_array(add.count, add.C, add.H, add.W, options_.dtype.value_or(add.dtype), options_);
+      meta = plan_array(add_.count, add_.C, add_.H, add_.W, options_.dtype.value_or(add_.dtype), options_);
       json extra = json::parse(options_.extra_attributes_json, nullptr, false);
       if (extra.is_discarded()) fail(ErrorKind::Value, "invalid extra attributes JSON");
       group_attrs_ = group_attributes(meta, options_, extra);
     }
-    const std::uint64_t N = meta.shape[0];
-    const std::uint64_t S = meta.chunk_grid[0], n = meta.inner_chunk[0];
-    const std::uint64_t image_bytes = meta.shape[1] * meta.shape[2] * meta.shape[3] * dtype_size(meta.dtype);
-
-    // Sources: the new images, behind the append wrapper when old images share their chunk row.
-    std::unique_ptr<ImageSource> source;
-    if (input_.array) source = make_array_source(*input_.array, meta.dtype);
-    else source = make_file_source(input_.files, add.probed, fo_, static_cast<std::uint32_t>(meta.shape[1]),
-                                   meta.shape[2], meta.shape[3], meta.dtype, options_);
-    if (n_old > 0) source = make_append_source(n_old, std::move(source), old_reader, image_bytes);
-
-    EngineJob job;
-    job.store = work_.get();
-    job.array_prefix = kArrayPrefix;
-    job.meta = &meta;
-    job.source = source.get();
-    job.first_shard = n_old / S;
-    job.end_shard = (N + S - 1) / S;
-    job.carry_rows = (n_old % S) / n;
-    job.workers = options_.num_workers;
+    doc_.work = work_path_;
+    doc_.meta = meta;
+    doc_.fo = fo_;
+    doc_.decode = options_;
+    doc_.fingerprint = plan_fingerprint(meta, doc_.n_old, add_).dump();
+    const std::uint64_t N = meta.shape[0], S = meta.chunk_grid[0];
+    plan_.shard_images = S;
+    plan_.start_index = doc_.n_old;
+    plan_.total_images = N;
+    plan_.first_shard = doc_.n_old / S;
+    plan_.end_shard = (N + S - 1) / S;
 
     // Resume: skip the prefix of shards whose object and records both exist.
-    const std::string fingerprint = plan_fingerprint(meta, n_old, add).dump();
     const std::string plan_key = std::string(kProgress) + "plan.json";
-    std::vector<ImageRecord> done_records;
     if (options_.resume) {
       const auto saved = get_text(*work_, plan_key);
-      if (saved && *saved != fingerprint)
+      if (saved && *saved != doc_.fingerprint)
         fail(ErrorKind::Value, "cannot resume '" + path_ + "': the inputs or options differ from the interrupted run");
-      if (saved) {
-        while (job.first_shard < job.end_shard) {
-          const auto recs = get_text(*work_, records_key(job.first_shard));
-          if (!recs || !work_->exists(chunk_key(kArrayPrefix, {job.first_shard, 0, 0, 0}))) break;
-          for (auto& r : records_from_json(*recs)) done_records.push_back(std::move(r));
-          ++job.first_shard;
-          job.carry_rows = 0;
-        }
+      while (saved && plan_.first_shard < plan_.end_shard) {
+        const auto recs = get_text(*work_, records_key(plan_.first_shard));
+        if (!recs || !work_->exists(chunk_key(kArrayPrefix, {plan_.first_shard, 0, 0, 0}))) break;
+        for (auto& r : records_from_json(*recs)) plan_.done.push_back(std::move(r));
+        ++plan_.first_shard;
       }
     } else {
       for (const auto& k : work_->list(kProgress)) work_->erase(k);
     }
-    work_->set(plan_key, as_bytes(fingerprint));
+    work_->set(plan_key, as_bytes(doc_.fingerprint));
+    plan_.json = plan_to_json(doc_).dump();
+    planned_ = true;
+    return plan_;
+  }
 
-    // Records of the images the engine encodes: [base, N). Images below n_old are old ones
-    // re-encoded with the partial chunk row; their records are placeholders.
-    const std::uint64_t base = std::min(engine_first_image(job), N);
-    std::vector<ImageRecord> records(N - base);
-    for (std::uint64_t i = std::max(base, n_old); i < N; ++i) {
-      if (!add.records.empty()) records[i - base] = std::move(add.records[i - n_old]);
-    }
-    job.record_base = base;
-    job.on_shard_done = [&](std::uint64_t s) {
-      const std::uint64_t lo = std::max(s * S, n_old), hi = std::min((s + 1) * S, N);
-      work_->set(records_key(s), as_bytes(records_to_json({records.data() + (lo - base), hi - lo})));
-    };
-    run_engine(job, records, progress);
-
-    res.records = std::move(done_records);
-    for (std::uint64_t i = std::max(base, n_old); i < N; ++i) res.records.push_back(std::move(records[i - base]));
-    for (const auto& r : res.records) res.failed += !r.error.empty();
-    res.shape = meta.shape;
-    res.dtype = meta.dtype;
-    res.start_index = n_old;
-
+  void finish() override {
+    if (finished_) return;
+    if (!planned_) fail(ErrorKind::Value, "finish() before plan()");
+    work_->remove_incomplete();  // parts left by distributed workers that died
+    const std::uint64_t N = doc_.meta.shape[0];
     group_attrs_["total_images"] = N;
     if (mode_ == WriteMode::Append) {
       if (!group_attrs_.contains("append_history") || !group_attrs_["append_history"].is_array())
         group_attrs_["append_history"] = json::array();
       group_attrs_["append_history"].push_back(
-          {{"appended_count", add.count}, {"start_index", n_old}, {"end_index", N}});
+          {{"appended_count", N - doc_.n_old}, {"start_index", doc_.n_old}, {"end_index", N}});
     }
-    array_json_ = dump_json(array_meta_to_json(meta));
+    array_json_ = dump_json(array_meta_to_json(doc_.meta));
     group_json_ = dump_json(group_json(group_attrs_));
     if (mode_ != WriteMode::Append) write_metadata();  // inside staging: invisible until the rename
-    ran_ = true;
-    return res;
+    finished_ = true;
   }
 
   void commit() override {
     if (committed_) return;
-    if (!ran_) fail(ErrorKind::Value, "commit() before run()");
+    if (!finished_) fail(ErrorKind::Value, "commit() before finish()");
     std::error_code ec;
     if (mode_ == WriteMode::Append) {
       write_metadata();  // images/zarr.json first: the commit point
@@ -224,8 +321,8 @@ class ConversionImpl final : public Conversion {
         fs::rename(path_, old, ec);
         if (ec) fail(ErrorKind::IO, "cannot move the old store '" + path_ + "' aside: " + ec.message());
       }
-      fs::rename(staging_, path_, ec);
-      if (ec) fail(ErrorKind::IO, "cannot rename '" + staging_ + "' to '" + path_ + "': " + ec.message());
+      fs::rename(work_path_, path_, ec);
+      if (ec) fail(ErrorKind::IO, "cannot rename '" + work_path_ + "' to '" + path_ + "': " + ec.message());
       fs::remove_all(old, ec);
     }
     committed_ = true;
@@ -236,10 +333,6 @@ class ConversionImpl final : public Conversion {
   void abort() override { lock_.release(); }
 
  private:
-  static std::string records_key(std::uint64_t shard) {
-    return std::string(kProgress) + "records/" + std::to_string(shard) + ".json";
-  }
-
   void write_metadata() {
     work_->set(std::string(kArrayPrefix) + "zarr.json", as_bytes(array_json_));
     work_->set("zarr.json", as_bytes(group_json_));
@@ -248,10 +341,10 @@ class ConversionImpl final : public Conversion {
   void clear_progress() {
     for (const auto& k : work_->list(kProgress)) work_->erase(k);
     std::error_code ec;
-    fs::remove_all(fs::path(mode_ == WriteMode::Append ? path_ : staging_) / ".i2z-progress", ec);
+    fs::remove_all(fs::path(work_path_) / ".i2z-progress", ec);
   }
 
-  NewImages plan_inputs() {
+  NewImages plan_inputs(const std::vector<std::string>& probes_json) {
     NewImages a;
     if (input_.array) {
       const ArrayInput& in = *input_.array;
@@ -263,7 +356,14 @@ class ConversionImpl final : public Conversion {
       return a;
     }
     a.count = input_.files.size();
-    probe_files(input_.files, fo_, options_.num_workers, a.probed, a.records);
+    if (probes_json.empty()) {
+      probe_files(input_.files, fo_, options_.num_workers, a.probed, a.records);
+    } else {
+      for (const auto& part : probes_json) probes_from_json(part, a.probed, a.records);
+      for (std::uint64_t i = 0; i < a.count; ++i)
+        if (i >= a.records.size() || a.records[i].source_path != input_.files[i])
+          fail(ErrorKind::Value, "probe results do not match the input files");
+    }
     std::optional<DType> dtype;
     std::uint64_t first_ok = a.count;
     for (std::uint64_t i = 0; i < a.count; ++i) {
@@ -319,8 +419,6 @@ class ConversionImpl final : public Conversion {
       for (unsigned char c : f) h = (h ^ c) * 1099511628211ull;
       h = (h ^ 0xff) * 1099511628211ull;
     }
-    json fe = json::array();
-    for (const auto& s : options_.fits_extension) std::visit([&](const auto& v) { fe.push_back(v); }, s);
     return {{"engine", version()},
             {"n_old", n_old},
             {"count", add.count},
@@ -330,19 +428,24 @@ class ConversionImpl final : public Conversion {
             {"resize", options_.resize ? json{options_.resize->first, options_.resize->second} : json(nullptr)},
             {"order", options_.interpolation_order},
             {"pad", options_.pad},
-            {"fits_extension", fe}};
+            {"fits_extension", fits_json(options_.fits_extension)}};
   }
 
-  std::string path_, staging_;
+  std::string path_, work_path_;
   Input input_;
   ConvertOptions options_;
   WriteMode mode_;
   WriterLock lock_;
   FormatOptions fo_;
   std::shared_ptr<Store> work_;
+  NewImages add_;
+  PlanDoc doc_;
+  ConversionPlan plan_;
+  std::vector<std::string> files_tail_;
+  std::vector<Probed> probed_tail_;
   json group_attrs_;
   std::string array_json_, group_json_;
-  bool ran_ = false, committed_ = false;
+  bool planned_ = false, finished_ = false, committed_ = false;
 };
 
 void validate_options(const ConvertOptions& o) {
@@ -354,6 +457,38 @@ void validate_options(const ConvertOptions& o) {
 }
 
 }  // namespace
+
+std::string probe_files_json(const std::vector<std::string>& files, const ConvertOptions& options) {
+  FormatOptions fo;
+  fo.fits_extension = options.fits_extension;
+  fo.max_pixels = options.max_pixels;
+  std::vector<Probed> probed;
+  std::vector<ImageRecord> records;
+  probe_files(files, fo, options.num_workers, probed, records);
+  return probes_to_json(probed, records);
+}
+
+std::vector<ImageRecord> write_shards(const std::string& plan_json, const std::vector<std::string>& files,
+                                      std::uint64_t first_shard, std::uint64_t end_shard, unsigned workers,
+                                      const ProgressFn& progress) {
+  const PlanDoc plan = plan_from_json(plan_json);
+  auto work = open_local_store(plan.work);
+  const auto saved = get_text(*work, std::string(kProgress) + "plan.json");
+  if (!saved || *saved != plan.fingerprint)
+    fail(ErrorKind::Value, "the conversion plan does not match the store at '" + plan.work + "'");
+  const std::uint64_t N = plan.meta.shape[0], S = plan.meta.chunk_grid[0];
+  const std::uint64_t first_new = std::max(first_shard * S, plan.n_old), end_img = std::min(end_shard * S, N);
+  if (end_img > first_new && files.size() != end_img - first_new)
+    fail(ErrorKind::Value, "write_shards: expected " + std::to_string(end_img - first_new) + " files for shards [" +
+                               std::to_string(first_shard) + ", " + std::to_string(end_shard) + "), got " +
+                               std::to_string(files.size()));
+  std::vector<Probed> probed;
+  std::vector<ImageRecord> records;
+  probe_files(files, plan.fo, workers, probed, records);
+  auto source = make_file_source(files, probed, plan.fo, static_cast<std::uint32_t>(plan.meta.shape[1]),
+                                 plan.meta.shape[2], plan.meta.shape[3], plan.meta.dtype, plan.decode);
+  return write_range(plan, *work, std::move(source), std::move(records), first_shard, end_shard, workers, progress);
+}
 
 std::unique_ptr<Conversion> convert_files(const std::string& store_path, std::vector<std::string> files,
                                           const ConvertOptions& options, WriteMode mode) {

@@ -27,8 +27,10 @@ ArrayMeta plan_array(std::uint64_t N, std::uint32_t C, std::uint64_t H, std::uin
     const std::uint64_t image_bytes = C * H * W * dtype_size(dtype);
     s = std::max<std::uint64_t>(1, kTargetShardBytes / image_bytes);
     s = std::min(s, std::max<std::uint64_t>(1, kMaxChunksPerShard / tiles) * n);
-    // Not clamped to N: the shard shape is fixed at creation and later appends fill it.
     s = std::max(n, s / n * n);
+    // A store smaller than one shard gets one shard of its own size (rounded up to whole
+    // chunks) rather than an index for thousands of absent images; appends add shards of it.
+    s = std::min(s, std::max(n, (N + n - 1) / n * n));
   } else if (s % n != 0) {
     fail(ErrorKind::Value, "shard_images (" + std::to_string(s) + ") must be a multiple of chunk_shape[0] (" +
                                std::to_string(n) + ")");

@@ -4,7 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "formats/format.hpp"
 #include "i2z/error.hpp"
+#include "pipeline/sources.hpp"
 
 namespace i2z {
 
@@ -14,21 +16,15 @@ namespace {
 // JSON has no NaN: keep it as null and restore it.
 json num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 double num_back(const json& v) { return v.is_number() ? v.get<double>() : NAN; }
-}  // namespace
 
-std::string records_to_json(std::span<const ImageRecord> records) {
-  json a = json::array();
-  for (const auto& r : records)
-    a.push_back({{"p", r.source_path}, {"f", r.format}, {"b", r.file_size_bytes}, {"d", r.dtype}, {"s", r.shape},
-                 {"x", r.fits_extension}, {"h", r.fits_header_json}, {"lo", num(r.min_value)},
-                 {"hi", num(r.max_value)}, {"mu", num(r.mean_value)}, {"e", r.error}});
-  return a.dump(-1, ' ', false, json::error_handler_t::replace);
+
+json record_json(const ImageRecord& r) {
+  return {{"p", r.source_path}, {"f", r.format}, {"b", r.file_size_bytes}, {"d", r.dtype}, {"s", r.shape},
+          {"x", r.fits_extension}, {"h", r.fits_header_json}, {"lo", num(r.min_value)},
+          {"hi", num(r.max_value)}, {"mu", num(r.mean_value)}, {"e", r.error}};
 }
 
-std::vector<ImageRecord> records_from_json(const std::string& text) {
-  std::vector<ImageRecord> out;
-  try {
-    for (const auto& o : json::parse(text)) {
+ImageRecord record_from(const json& o) {
       ImageRecord r;
       r.source_path = o.at("p");
       r.format = o.at("f");
@@ -41,12 +37,58 @@ std::vector<ImageRecord> records_from_json(const std::string& text) {
       r.max_value = num_back(o.at("hi"));
       r.mean_value = num_back(o.at("mu"));
       r.error = o.at("e");
-      out.push_back(std::move(r));
-    }
+      return r;
+}
+
+}  // namespace
+
+std::string records_to_json(std::span<const ImageRecord> records) {
+  json a = json::array();
+  for (const auto& r : records) a.push_back(record_json(r));
+  return a.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::vector<ImageRecord> records_from_json(const std::string& text) {
+  std::vector<ImageRecord> out;
+  try {
+    for (const auto& o : json::parse(text)) out.push_back(record_from(o));
   } catch (const json::exception& e) {
     fail(ErrorKind::Corrupt, std::string("saved progress records are damaged: ") + e.what());
   }
   return out;
+}
+
+std::string probes_to_json(std::span<const Probed> probed, std::span<const ImageRecord> records) {
+  json a = json::array();
+  for (std::size_t i = 0; i < probed.size(); ++i) {
+    json o = record_json(records[i]);
+    const Probed& p = probed[i];
+    o["ok"] = p.ok;
+    o["ph"] = p.height;
+    o["pw"] = p.width;
+    o["pc"] = p.channels;
+    o["pd"] = std::string(dtype_name(p.dtype));
+    a.push_back(std::move(o));
+  }
+  return a.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void probes_from_json(const std::string& text, std::vector<Probed>& probed, std::vector<ImageRecord>& records) {
+  try {
+    for (const auto& o : json::parse(text)) {
+      records.push_back(record_from(o));
+      Probed p;
+      p.ok = o.at("ok");
+      p.height = o.at("ph");
+      p.width = o.at("pw");
+      p.channels = o.at("pc");
+      p.dtype = dtype_from_name(o.at("pd").get<std::string>());
+      p.format = format_for_path(records.back().source_path);
+      probed.push_back(p);
+    }
+  } catch (const json::exception& e) {
+    fail(ErrorKind::Value, std::string("invalid probe results: ") + e.what());
+  }
 }
 
 }  // namespace i2z

@@ -12,4 +12,9 @@ namespace i2z {
 std::string records_to_json(std::span<const ImageRecord> records);
 std::vector<ImageRecord> records_from_json(const std::string& text);
 
+// Probe results (distributed probing: workers probe, the planner reads).
+struct Probed;
+std::string probes_to_json(std::span<const Probed> probed, std::span<const ImageRecord> records);
+void probes_from_json(const std::string& text, std::vector<Probed>& probed, std::vector<ImageRecord>& records);
+
 }  // namespace i2z

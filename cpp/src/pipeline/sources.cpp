@@ -117,6 +117,7 @@ class AppendSource final : public ImageSource {
                            ImageRecord* records) override {
     if (first >= offset_) return inner_->fill(first - offset_, count, scratch, records);
     // The partial chunk row of an append: old images first (records are the caller's dummies).
+    if (!old_) fail(ErrorKind::Value, "internal: images before the first new one requested without a reader");
     const std::uint64_t n_old = offset_ - first;
     old_->read_range(first, offset_, scratch);
     const std::uint64_t n_new = count - n_old;

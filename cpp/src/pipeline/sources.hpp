@@ -33,8 +33,8 @@ std::unique_ptr<ImageSource> make_file_source(const std::vector<std::string>& fi
                                               const ConvertOptions& options);
 std::unique_ptr<ImageSource> make_array_source(const ArrayInput& input, DType dtype);
 
-// Image i of the array: i < offset -> read back from `old` (an append's partial chunk row);
-// otherwise image i - offset of `inner`.
+// Image i of the array: i >= offset -> image i - offset of `inner`; i < offset -> read back
+// from `old` (an append's partial chunk row; `old` may be null when no row is partial).
 std::unique_ptr<ImageSource> make_append_source(std::uint64_t offset, std::unique_ptr<ImageSource> inner,
                                                 std::shared_ptr<const ArrayReader> old, std::uint64_t image_bytes);
 

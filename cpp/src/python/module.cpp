@@ -17,6 +17,7 @@
 #include "formats/format.hpp"
 #include "i2z/convert.hpp"
 #include "i2z/error.hpp"
+#include "pipeline/log.hpp"
 #include "python/bindings.hpp"
 
 namespace nb = nanobind;
@@ -103,9 +104,9 @@ WriteMode write_mode(const std::string& m) {
 nb::object opt_str(const std::string& s) { return s.empty() ? nb::none() : nb::cast(s); }
 
 // Records as columns (what pyarrow wants), built with the GIL held.
-nb::dict records_to_columns(const ConvertResult& res) {
+nb::dict records_to_columns(const std::vector<ImageRecord>& records) {
   nb::list src, fmt, size, dtype, shape, fext, fhdr, mn, mx, mean, err;
-  for (const auto& r : res.records) {
+  for (const auto& r : records) {
     src.append(opt_str(r.source_path));
     fmt.append(opt_str(r.format));
     size.append(r.file_size_bytes);
@@ -156,8 +157,29 @@ struct PyConversion {
     out["failed"] = res.failed;
     out["start_index"] = res.start_index;
     out["warnings"] = nb::cast(res.warnings);
-    out["records"] = records_to_columns(res);
+    out["records"] = records_to_columns(res.records);
     return out;
+  }
+  nb::dict plan(std::vector<std::string> probes) {
+    const ConversionPlan* p;
+    {
+      nb::gil_scoped_release nogil;
+      p = &conv->plan(probes);
+    }
+    nb::dict out;
+    out["plan"] = p->json;
+    out["first_shard"] = p->first_shard;
+    out["end_shard"] = p->end_shard;
+    out["shard_images"] = p->shard_images;
+    out["start_index"] = p->start_index;
+    out["total_images"] = p->total_images;
+    out["warnings"] = nb::cast(p->warnings);
+    out["done_records"] = records_to_columns(p->done);
+    return out;
+  }
+  void finish() {
+    nb::gil_scoped_release nogil;
+    conv->finish();
   }
   void commit() {
     nb::gil_scoped_release nogil;
@@ -234,8 +256,35 @@ NB_MODULE(_core, m) {
 
   nb::class_<PyConversion>(m, "Conversion")
       .def("run", &PyConversion::run, "progress"_a = nb::none())
+      .def("plan", &PyConversion::plan, "probes"_a = std::vector<std::string>{})
+      .def("finish", &PyConversion::finish)
       .def("commit", &PyConversion::commit)
       .def("abort", &PyConversion::abort);
+
+  m.def(
+      "probe_files",
+      [](const std::vector<std::string>& files, const nb::dict& options) {
+        const ConvertOptions o = options_from(options);
+        nb::gil_scoped_release nogil;
+        return probe_files_json(files, o);
+      },
+      "files"_a, "options"_a);
+
+  m.def(
+      "write_shards",
+      [](const std::string& plan, const std::vector<std::string>& files, std::uint64_t first_shard,
+         std::uint64_t end_shard, unsigned workers) {
+        std::vector<ImageRecord> records;
+        {
+          nb::gil_scoped_release nogil;
+          records = write_shards(plan, files, first_shard, end_shard, std::max(1u, workers), {});
+        }
+        nb::dict out;
+        out["warnings"] = nb::cast(take_warnings());
+        out["records"] = records_to_columns(records);
+        return out;
+      },
+      "plan"_a, "files"_a, "first_shard"_a, "end_shard"_a, "workers"_a = 1);
 
   m.def(
       "convert_files",
