@@ -105,7 +105,9 @@ double parse_fill(const json& v, DType t, const std::string& where) {
 
 }  // namespace
 
-ArrayMeta parse_array_meta(const std::string& text, const std::string& where) {
+namespace {
+
+ArrayMeta parse_array_meta_unchecked(const std::string& text, const std::string& where) {
   json j;
   try {
     j = json::parse(text);
@@ -169,6 +171,24 @@ ArrayMeta parse_array_meta(const std::string& text, const std::string& where) {
     m.chain = std::make_shared<CodecChain>(CodecChain::from_json(codecs, ts));
   }
   return m;
+}
+
+}  // namespace
+
+// Every failure becomes a Value error naming the document: wrongly typed fields make nlohmann's
+// value()/get() throw json::exception, a bad hex fill makes std::stoull throw, and the codec and
+// dtype parsers do not know the document's name.
+ArrayMeta parse_array_meta(const std::string& text, const std::string& where) {
+  try {
+    return parse_array_meta_unchecked(text, where);
+  } catch (const Error& e) {
+    if (std::string_view(e.what()).starts_with(where)) throw;
+    fail(e.kind(), where + ": " + e.what());
+  } catch (const json::exception& e) {
+    bad(where, std::string("malformed array document (") + e.what() + ")");
+  } catch (const std::logic_error& e) {
+    bad(where, std::string("malformed array document (") + e.what() + ")");
+  }
 }
 
 json group_json(const json& attributes) {
