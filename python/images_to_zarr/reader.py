@@ -1,0 +1,142 @@
+"""``open_store()``: fast random access to the images of a store (the C++ ``_core.Reader``).
+
+``ImageStore`` is picklable (only the path travels) and reopens itself lazily in a new process,
+so it can be handed to a PyTorch ``DataLoader`` with worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from images_to_zarr import _core
+
+PathLike = str | os.PathLike
+
+
+class ImageStore:
+    """Read-only view of the ``images`` array of a store: ``len(s)``, ``s[i]`` -> ``(C, H, W)``,
+    ``s[a:b]``, ``s[a:b:step]`` and ``s[[i, j, ...]]`` -> ``(k, C, H, W)``."""
+
+    def __init__(self, store: PathLike, threads: int = 0) -> None:
+        self._path = os.fspath(store)
+        self._threads = int(threads)
+        self._reader: Any = None
+        self._pid = -1
+        self._metadata: Any = None
+        self._metadata_loaded = False
+        self._r()  # fail now (FileNotFoundError / ValueError), not at the first read
+
+    def _r(self) -> Any:
+        # A reader opened in another process (fork) has no worker threads there: reopen.
+        if self._reader is None or self._pid != os.getpid():
+            self._reader = _core.Reader(self._path, self._threads)
+            self._pid = os.getpid()
+        return self._reader
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self._path, "threads": self._threads}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._path = state["path"]
+        self._threads = state.get("threads", 0)
+        self._reader = None
+        self._pid = -1
+        self._metadata = None
+        self._metadata_loaded = False
+
+    @property
+    def path(self) -> Path:
+        return Path(self._path)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._r().shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._r().dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return int(self._r().shape[0])
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The store's group attributes (``{}`` for a bare array)."""
+        return json.loads(self._r().attrs_json)
+
+    @property
+    def metadata(self) -> Any:
+        """The Parquet side-car as a ``pyarrow.Table`` trimmed to ``len(self)`` rows, or None."""
+        if not self._metadata_loaded:
+            name = self.attrs.get("metadata_file") or f"{self.path.stem}_metadata.parquet"
+            candidate = self.path.parent / name
+            if candidate.is_file():
+                import pyarrow.parquet as pq
+
+                table = pq.read_table(candidate)
+                self._metadata = table.slice(0, min(len(self), table.num_rows))
+            self._metadata_loaded = True
+        return self._metadata
+
+    def _index(self, i: int) -> int:
+        n = len(self)
+        j = i + n if i < 0 else i
+        if not 0 <= j < n:
+            raise IndexError(f"index {i} is out of range for {n} images")
+        return j
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, tuple):
+            if not key:
+                return self[:]
+            head = self[key[0]]
+            rest = key[1:]
+            return head[rest] if isinstance(key[0], (int, np.integer)) else head[(slice(None), *rest)]
+        if isinstance(key, (int, np.integer)):
+            return self._r().read_indices([self._index(int(key))])[0]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step == 1:
+                return self._r().read_range(start, max(start, stop))
+            return self._r().read_indices(np.arange(start, stop, step, dtype=np.int64))
+        idx = np.asarray(key)
+        if idx.ndim == 0 and idx.dtype.kind in "iu":
+            return self[int(idx)]
+        if idx.dtype == bool:
+            if idx.shape != (len(self),):
+                raise IndexError(f"boolean index of shape {idx.shape} does not match {len(self)} images")
+            idx = np.flatnonzero(idx)
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise IndexError(f"unsupported index {key!r}: use an int, a slice or a 1-D list of ints")
+        idx = idx.astype(np.int64, copy=True)
+        n = len(self)
+        bad = (idx < -n) | (idx >= n)
+        if bad.any():
+            raise IndexError(f"index {int(idx[bad][0])} is out of range for {n} images")
+        idx[idx < 0] += n
+        return self._r().read_indices(idx)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        return f"ImageStore({self._path!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def open_store(store: PathLike, threads: int = 0) -> ImageStore:
+    """Open a store (the ``.zarr`` directory) for random access; see :class:`ImageStore`.
+
+    ``threads``: decoding threads per read, the caller's included (0 = up to 8). Use 1 in
+    DataLoader worker processes to avoid oversubscribing the cores.
+    """
+    return ImageStore(store, threads)
