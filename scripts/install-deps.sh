@@ -6,7 +6,7 @@ pkgs=(
   build-essential pkg-config
   libpng-dev libjpeg62-turbo-dev libtiff-dev libcfitsio-dev
   libblosc-dev libzstd-dev liblz4-dev zlib1g-dev libdeflate-dev
-  nlohmann-json3-dev libcurl4-openssl-dev
+  nlohmann-json3-dev libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 missing=()

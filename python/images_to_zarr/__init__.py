@@ -11,11 +11,13 @@ from images_to_zarr._logging import configure_logging, logger
 from images_to_zarr.convert import convert
 from images_to_zarr.display import display_sample_images
 from images_to_zarr.inspect import StoreSummary, inspect
+from images_to_zarr.reader import ImageStore, open_store
 
 __version__: str = _core.version()
 I2Z_SUPPORTED_EXTS: set[str] = set(_core.supported_extensions())
 
 __all__ = [
-    "convert", "inspect", "display_sample_images", "StoreSummary", "configure_logging", "logger",
+    "convert", "inspect", "display_sample_images", "open_store", "ImageStore", "StoreSummary",
+    "configure_logging", "logger",
     "I2Z_SUPPORTED_EXTS", "__version__",
 ]

@@ -14,23 +14,27 @@ from typing import Any
 import numpy as np
 
 from images_to_zarr import _core
+from images_to_zarr import _storage as storage
 from images_to_zarr._logging import logger
+from images_to_zarr._storage import StoreLocation
 from images_to_zarr.metadata import append_rows, build_table, read_csv, write_parquet
 
 PathLike = str | os.PathLike
 
 
-def resolve_store_path(output_dir: PathLike, metadata: PathLike | None) -> Path:
-    """``OUT`` ending in ``.zarr`` is the store; else ``OUT/<csv-stem>.zarr`` or ``OUT/images.zarr``."""
-    out = Path(output_dir)
-    if out.suffix == ".zarr":
+def resolve_store_path(output_dir: PathLike, metadata: PathLike | None) -> StoreLocation:
+    """``OUT`` ending in ``.zarr`` is the store; else ``OUT/<csv-stem>.zarr`` or ``OUT/images.zarr``.
+
+    ``OUT`` may be an ``s3://bucket/prefix`` URL (returned as a string)."""
+    out = storage.location(output_dir)
+    if str(out).endswith(".zarr"):
         return out
-    stem = Path(metadata).stem if metadata is not None else "images"
-    return out / f"{stem}.zarr"
+    name = Path(metadata).stem if metadata is not None else "images"
+    return storage.join(out, f"{name}.zarr")
 
 
-def parquet_path(store: Path) -> Path:
-    return store.parent / f"{store.stem}_metadata.parquet"
+def parquet_path(store: StoreLocation) -> StoreLocation:
+    return storage.join(storage.parent(store), f"{storage.stem(store)}_metadata.parquet")
 
 
 def _as_list(folders: PathLike | Sequence[PathLike]) -> list[str]:
@@ -107,7 +111,7 @@ def convert(
     progress: bool = True,
     storage_options: dict[str, Any] | None = None,
     scheduler: Any = None,
-) -> Path:
+) -> StoreLocation:
     """Convert image files (``folders``) or a 4-D array (``images``) into a sharded Zarr v3 store.
 
     Returns the store path. See the README for every option and the store layout.
@@ -128,14 +132,12 @@ def convert(
         if len(resize) != 2 or any(int(v) <= 0 for v in resize):
             raise ValueError(f"resize must be (height, width) with positive integers, got {resize!r}")
         resize = (int(resize[0]), int(resize[1]))
-    if storage_options is not None:
-        raise NotImplementedError("storage_options is not available in this build yet")
     if scheduler is not None and images is not None:
         raise ValueError("scheduler distributes file conversion; in-memory arrays are converted locally (omit scheduler)")
 
     store = resolve_store_path(output_dir, metadata)
     mode = "append" if append else "overwrite" if overwrite else "create"
-    if append and not store.exists():
+    if append and not storage.exists(store, storage_options):
         raise FileNotFoundError(f"cannot append: store {store} does not exist")
 
     options: dict[str, Any] = {
@@ -150,9 +152,11 @@ def convert(
         "pad": bool(pad),
         "num_workers": max(1, int(num_parallel_workers)),
         "resume": bool(resume),
+        "storage_options": storage_options,
     }
-    store.parent.mkdir(parents=True, exist_ok=True)
-    meta_name = parquet_path(store).name
+    if not storage.is_url(store):
+        store.parent.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+    meta_name = f"{storage.stem(store)}_metadata.parquet"
     creation_info = {
         "fits_extension": fits_extension if fits_extension is None or isinstance(fits_extension, (int, str)) else list(fits_extension),
         "recursive_scan": bool(recursive),
@@ -208,8 +212,8 @@ def convert(
         logger.warning(w)
     try:
         if append:
-            table = append_rows(parquet_path(store), result["start_index"], table)
-        write_parquet(table, parquet_path(store))
+            table = append_rows(parquet_path(store), result["start_index"], table, storage_options)
+        write_parquet(table, parquet_path(store), storage_options)
         conversion.commit()
     except BaseException:
         conversion.abort()

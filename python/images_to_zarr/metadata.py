@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections import Counter
 from pathlib import Path
@@ -11,7 +12,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from images_to_zarr import _storage as storage
 from images_to_zarr._logging import logger
+from images_to_zarr._storage import StoreLocation
 
 RECORD_COLUMNS = [
     "original_filename", "source_path", "original_extension", "file_size_bytes", "dtype", "shape",
@@ -115,17 +118,18 @@ def build_table(
     return pa.table(ordered)
 
 
-def append_rows(path: Path, keep: int, new: pa.Table) -> pa.Table:
+def append_rows(path: StoreLocation, keep: int, new: pa.Table, storage_options: dict[str, Any] | None = None) -> pa.Table:
     """The side-car's first ``keep`` rows (rows past the committed count are leftovers) + ``new``."""
-    if not path.exists():
+    blob = storage.read_bytes(path, storage_options)
+    if blob is None:
         logger.warning(f"side-car {path} is missing; writing only the appended rows' metadata")
         return new
-    old = pq.read_table(path).slice(0, keep)
+    old = pq.read_table(io.BytesIO(blob)).slice(0, keep)
     return pa.concat_tables([old, new], promote_options="permissive")
 
 
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """Writes to a temporary name and renames, so readers never see half a file."""
-    tmp = path.with_name(path.name + ".i2z-part")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+def write_parquet(table: pa.Table, path: StoreLocation, storage_options: dict[str, Any] | None = None) -> None:
+    """Atomic: readers never see half a file (temp + rename locally, one PUT on S3)."""
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    storage.write_bytes(path, sink.getvalue(), storage_options)

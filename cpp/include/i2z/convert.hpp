@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <variant>
@@ -33,6 +34,8 @@ struct ConvertOptions {
   std::string extra_attributes_json = "{}";
   // Continue an interrupted run of the same inputs and options from its last completed shard.
   bool resume = false;
+  // Options of a remote store ("s3://..."): endpoint, credentials, ... (see i2z/s3.hpp).
+  std::map<std::string, std::string> storage_options;
 };
 
 enum class WriteMode {

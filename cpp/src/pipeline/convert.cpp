@@ -8,12 +8,14 @@
 #include <cstring>
 #include <filesystem>
 #include <iterator>
+#include <map>
 #include <optional>
 
 #include "formats/format.hpp"
 #include "i2z/convert.hpp"
 #include "i2z/error.hpp"
 #include "i2z/reader.hpp"
+#include "i2z/s3.hpp"
 #include "pipeline/engine.hpp"
 #include "pipeline/lock.hpp"
 #include "pipeline/log.hpp"
@@ -87,6 +89,7 @@ json fits_json(const std::vector<FitsSelector>& sel) {
 // What a shard writer needs, in one JSON document (the ConversionPlan::json).
 struct PlanDoc {
   std::string work;  // the store (or staging folder) the shards go to
+  std::map<std::string, std::string> storage_options;
   ArrayMeta meta;    // the array after the run
   std::uint64_t n_old = 0;
   FormatOptions fo;
@@ -96,6 +99,7 @@ struct PlanDoc {
 
 json plan_to_json(const PlanDoc& p) {
   return {{"work", p.work},
+          {"storage_options", p.storage_options},
           {"array", array_meta_to_json(p.meta)},
           {"n_old", p.n_old},
           {"fits_extension", fits_json(p.fo.fits_extension)},
@@ -111,6 +115,7 @@ PlanDoc plan_from_json(const std::string& text) {
   try {
     const json j = json::parse(text);
     p.work = j.at("work");
+    p.storage_options = j.at("storage_options").get<std::map<std::string, std::string>>();
     p.meta = parse_array_meta(j.at("array").dump(), "plan");
     p.n_old = j.at("n_old");
     for (const auto& e : j.at("fits_extension")) {
@@ -170,25 +175,11 @@ std::vector<ImageRecord> write_range(const PlanDoc& plan, Store& work, std::uniq
 class ConversionImpl final : public Conversion {
  public:
   ConversionImpl(const std::string& path, Input input, const ConvertOptions& o, WriteMode mode)
-      : path_(strip_slash(path)), input_(std::move(input)), options_(o), mode_(mode), lock_(path_) {
+      : path_(strip_slash(path)), input_(std::move(input)), options_(o), mode_(mode), remote_(is_s3_url(path_)) {
     fo_.fits_extension = o.fits_extension;
     fo_.max_pixels = o.max_pixels;
-    std::error_code ec;
-    if (mode_ == WriteMode::Append) {
-      if (!fs::exists(path_, ec)) fail(ErrorKind::FileNotFound, "cannot append: store '" + path_ + "' does not exist");
-      if (!is_zarr_store(path_)) fail(ErrorKind::Value, "cannot append: '" + path_ + "' is not a Zarr store");
-      work_path_ = path_;
-    } else {
-      if (fs::exists(path_, ec)) {
-        if (mode_ == WriteMode::Create)
-          fail(ErrorKind::FileExists, "store '" + path_ +
-                                          "' already exists; pass overwrite=True to replace it or append=True to add to it");
-        if (!is_zarr_store(path_)) fail(ErrorKind::Value, "refusing to overwrite '" + path_ + "': it is not a Zarr store");
-      }
-      work_path_ = path_ + ".i2z-tmp";
-      if (!options_.resume) fs::remove_all(work_path_, ec);
-    }
-    work_ = open_local_store(work_path_);
+    if (remote_) open_remote();
+    else open_local();
   }
   ~ConversionImpl() override {
     if (!committed_) abort();
@@ -255,6 +246,7 @@ class ConversionImpl final : public Conversion {
       group_attrs_ = group_attributes(meta, options_, extra);
     }
     doc_.work = work_path_;
+    doc_.storage_options = options_.storage_options;
     doc_.meta = meta;
     doc_.fo = fo_;
     doc_.decode = options_;
@@ -287,6 +279,55 @@ class ConversionImpl final : public Conversion {
     return plan_;
   }
 
+  // Local: an flock()ed lock file; new stores are staged in "<store>.i2z-tmp" and renamed.
+  void open_local() {
+    if (!options_.storage_options.empty())
+      fail(ErrorKind::Value, "storage_options apply to s3:// stores only, not to '" + path_ + "'");
+    lock_.emplace(path_);
+    std::error_code ec;
+    if (mode_ == WriteMode::Append) {
+      if (!fs::exists(path_, ec)) fail(ErrorKind::FileNotFound, "cannot append: store '" + path_ + "' does not exist");
+      if (!is_zarr_store(path_)) fail(ErrorKind::Value, "cannot append: '" + path_ + "' is not a Zarr store");
+      work_path_ = path_;
+    } else {
+      if (fs::exists(path_, ec)) {
+        if (mode_ == WriteMode::Create)
+          fail(ErrorKind::FileExists, "store '" + path_ +
+                                          "' already exists; pass overwrite=True to replace it or append=True to add to it");
+        if (!is_zarr_store(path_)) fail(ErrorKind::Value, "refusing to overwrite '" + path_ + "': it is not a Zarr store");
+      }
+      work_path_ = path_ + ".i2z-tmp";
+      if (!options_.resume) fs::remove_all(work_path_, ec);
+    }
+    work_ = open_local_store(work_path_);
+  }
+
+  // S3: no rename and no lock; shards go straight to their keys and the zarr.json documents,
+  // written last by commit(), are the commit point (README: "Object storage").
+  void open_remote() {
+    work_path_ = path_;
+    work_ = open_store_url(path_, options_.storage_options);
+    const bool is_store = work_->exists("zarr.json");
+    if (mode_ == WriteMode::Append) {
+      if (!is_store) fail(ErrorKind::FileNotFound, "cannot append: store '" + path_ + "' does not exist");
+      return;
+    }
+    if (is_store && mode_ == WriteMode::Create)
+      fail(ErrorKind::FileExists, "store '" + path_ + "' already exists; pass overwrite=True to replace it or append=True to add to it");
+    std::vector<std::string> keys = work_->list("");
+    const bool ours_only = std::all_of(keys.begin(), keys.end(), [](const std::string& k) {
+      return k == "zarr.json" || k.rfind(kArrayPrefix, 0) == 0 || k.rfind(kProgress, 0) == 0;
+    });
+    if (!ours_only) fail(ErrorKind::Value, "refusing to write to '" + path_ + "': it holds objects that are not a Zarr store of ours");
+    if (is_store || !options_.resume) {
+      // The old store (or an abandoned run) goes first, its documents before its shards, so
+      // an interruption never leaves zarr.json pointing at missing data.
+      work_->erase("zarr.json");
+      work_->erase(std::string(kArrayPrefix) + "zarr.json");
+      for (const auto& k : keys) work_->erase(k);
+    }
+  }
+
   void finish() override {
     if (finished_) return;
     if (!planned_) fail(ErrorKind::Value, "finish() before plan()");
@@ -301,7 +342,7 @@ class ConversionImpl final : public Conversion {
     }
     array_json_ = dump_json(array_meta_to_json(doc_.meta));
     group_json_ = dump_json(group_json(group_attrs_));
-    if (mode_ != WriteMode::Append) write_metadata();  // inside staging: invisible until the rename
+    if (mode_ != WriteMode::Append && !remote_) write_metadata();  // staged: invisible until the rename
     finished_ = true;
   }
 
@@ -309,7 +350,7 @@ class ConversionImpl final : public Conversion {
     if (committed_) return;
     if (!finished_) fail(ErrorKind::Value, "commit() before finish()");
     std::error_code ec;
-    if (mode_ == WriteMode::Append) {
+    if (mode_ == WriteMode::Append || remote_) {
       write_metadata();  // images/zarr.json first: the commit point
       clear_progress();
     } else {
@@ -326,11 +367,13 @@ class ConversionImpl final : public Conversion {
       fs::remove_all(old, ec);
     }
     committed_ = true;
-    lock_.release();
+    if (lock_) lock_->release();
   }
 
   // Keeps the staged work (resume can continue it); only the lock is released.
-  void abort() override { lock_.release(); }
+  void abort() override {
+    if (lock_) lock_->release();
+  }
 
  private:
   void write_metadata() {
@@ -341,7 +384,7 @@ class ConversionImpl final : public Conversion {
   void clear_progress() {
     for (const auto& k : work_->list(kProgress)) work_->erase(k);
     std::error_code ec;
-    fs::remove_all(fs::path(work_path_) / ".i2z-progress", ec);
+    if (!remote_) fs::remove_all(fs::path(work_path_) / ".i2z-progress", ec);
   }
 
   NewImages plan_inputs(const std::vector<std::string>& probes_json) {
@@ -435,7 +478,8 @@ class ConversionImpl final : public Conversion {
   Input input_;
   ConvertOptions options_;
   WriteMode mode_;
-  WriterLock lock_;
+  bool remote_;
+  std::optional<WriterLock> lock_;
   FormatOptions fo_;
   std::shared_ptr<Store> work_;
   NewImages add_;
@@ -472,7 +516,7 @@ std::vector<ImageRecord> write_shards(const std::string& plan_json, const std::v
                                       std::uint64_t first_shard, std::uint64_t end_shard, unsigned workers,
                                       const ProgressFn& progress) {
   const PlanDoc plan = plan_from_json(plan_json);
-  auto work = open_local_store(plan.work);
+  auto work = open_store_url(plan.work, plan.storage_options);
   const auto saved = get_text(*work, std::string(kProgress) + "plan.json");
   if (!saved || *saved != plan.fingerprint)
     fail(ErrorKind::Value, "the conversion plan does not match the store at '" + plan.work + "'");

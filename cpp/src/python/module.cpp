@@ -89,6 +89,7 @@ ConvertOptions options_from(const nb::dict& d) {
     else if (key == "max_pixels") o.max_pixels = nb::cast<std::uint64_t>(v);
     else if (key == "extra_attributes_json") o.extra_attributes_json = nb::cast<std::string>(v);
     else if (key == "resume") o.resume = nb::cast<bool>(v);
+    else if (key == "storage_options") o.storage_options = storage_options_from(v);
     else fail(ErrorKind::Value, "unknown conversion option '" + key + "'");
   }
   return o;
@@ -203,6 +204,7 @@ NB_MODULE(_core, m) {
 
   bind_reader(m);
   bind_resize(m);
+  bind_store(m);
 
   m.def("version", [] { return std::string(version()); });
   m.def("supported_extensions", [] { return supported_extensions(); });
