@@ -30,5 +30,15 @@ demo: install
 	$(PYTHON) -m images_to_zarr.cli display examples/out/metadata.zarr --num-samples 9 --save examples/out/samples.png --seed 0
 	@echo "sample grid: examples/out/samples.png"
 
+# Side-by-side benchmarks (bench/run.py; results in bench/out/, full-run table in BENCHMARKS.md).
+# Installs the package first only when it is not importable; peers get their own venvs.
+bench:
+	@$(PYTHON) -c "import images_to_zarr._core" 2>/dev/null || $(MAKE) install
+	$(PYTHON) bench/run.py
+
+bench-quick:
+	@$(PYTHON) -c "import images_to_zarr._core" 2>/dev/null || $(MAKE) install
+	$(PYTHON) bench/run.py --quick
+
 clean:
 	rm -rf build examples/out
