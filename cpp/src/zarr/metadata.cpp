@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "i2z/error.hpp"
 
@@ -23,6 +24,22 @@ std::uint64_t ArrayMeta::read_chunk_bytes() const {
   return n;
 }
 
+// An integer fill value clamped into the dtype's range (NaN -> 0), as the reader does: a parsed
+// document may hold any number (zarr-python writes 2^63 for uint64), and casting an out-of-range
+// double to an integer is undefined.
+static json integer_fill(double v, DType t) {
+  if (std::isnan(v)) return 0;
+  const bool is_signed = dtype_is_signed(t);
+  if (v <= dtype_min(t)) return is_signed ? json(static_cast<std::int64_t>(dtype_min(t))) : json(0);
+  if (v >= dtype_max(t))
+    return is_signed ? (t == DType::i64 ? json(std::numeric_limits<std::int64_t>::max())
+                                        : json(static_cast<std::int64_t>(dtype_max(t))))
+                     : (t == DType::u64 ? json(std::numeric_limits<std::uint64_t>::max())
+                                        : json(static_cast<std::uint64_t>(dtype_max(t))));
+  if (is_signed) return static_cast<std::int64_t>(v);
+  return static_cast<std::uint64_t>(v);
+}
+
 static json index_codecs_json() {
   return json::array({{{"name", "bytes"}, {"configuration", {{"endian", "little"}}}}, {{"name", "crc32c"}}});
 }
@@ -38,7 +55,7 @@ json array_meta_to_json(const ArrayMeta& m) {
   if (dtype_is_float(m.dtype))
     j["fill_value"] = m.fill_value;
   else
-    j["fill_value"] = static_cast<std::int64_t>(m.fill_value);
+    j["fill_value"] = integer_fill(m.fill_value, m.dtype);
   json chain = m.chain ? m.chain->to_json() : json::array({{{"name", "bytes"}}});
   if (m.sharded) {
     j["codecs"] = json::array({{{"name", "sharding_indexed"},
