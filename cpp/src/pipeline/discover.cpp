@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <set>
+#include <string_view>
 
 #include "formats/format.hpp"
 #include "i2z/convert.hpp"
@@ -11,10 +12,59 @@
 namespace i2z {
 namespace fs = std::filesystem;
 
+namespace {
+
+// Paths travel to Python as str (strict UTF-8): a file whose name is not valid UTF-8 would
+// abort the whole run with a UnicodeDecodeError, so it is skipped with a warning instead.
+bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    std::uint32_t cp = n == 1 ? c : c & (0x7F >> n);
+    for (std::size_t k = 1; k < n; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = cp << 6 | (cc & 0x3F);
+    }
+    // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are invalid too.
+    static constexpr std::uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return false;
+    i += n;
+  }
+  return true;
+}
+
+// The path with every byte outside printable ASCII written as \xNN, for messages.
+std::string escaped(std::string_view s) {
+  std::string out;
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c < 0x7F) {
+      out += ch;
+    } else {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xF];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<std::string> discover_files(const std::vector<std::string>& folders, bool recursive,
                                         std::vector<std::string>* warnings) {
   std::vector<std::string> out;
   std::set<std::pair<dev_t, ino_t>> seen_dirs;  // symlink loops and folders given twice
+  auto add = [&](std::string path) {
+    if (valid_utf8(path)) {
+      out.push_back(std::move(path));
+    } else if (warnings) {
+      warnings->push_back("skipped '" + escaped(path) + "': its name is not valid UTF-8");
+    }
+  };
   auto walk = [&](auto&& self, const fs::path& dir) -> void {
     struct stat st;
     if (::stat(dir.c_str(), &st) != 0 || !seen_dirs.insert({st.st_dev, st.st_ino}).second) return;
@@ -26,7 +76,7 @@ std::vector<std::string> discover_files(const std::vector<std::string>& folders,
       if (fs::is_directory(p, e2)) {
         if (recursive) subdirs.push_back(p);
       } else if (fs::is_regular_file(p, e2) && format_for_path(p.filename().string())) {
-        out.push_back(p.string());
+        add(p.string());
       }
     }
     if (ec && warnings) warnings->push_back("cannot list folder '" + dir.string() + "': " + ec.message());
@@ -37,7 +87,7 @@ std::vector<std::string> discover_files(const std::vector<std::string>& folders,
     if (fs::is_directory(f, ec)) {
       walk(walk, fs::path(f));
     } else if (fs::is_regular_file(f, ec) && format_for_path(f)) {
-      out.push_back(f);
+      add(f);
     } else if (warnings) {
       warnings->push_back("folder '" + f + "' does not exist; skipped");
     }
