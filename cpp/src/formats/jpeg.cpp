@@ -41,6 +41,7 @@
 #include <system_error>
 #include <vector>
 
+#include "formats/file_io.hpp"
 #include "formats/format.hpp"
 #include "i2z/error.hpp"
 
@@ -156,51 +157,10 @@ ImageInfo info_from_header(const Header& hdr, const FormatOptions& options) {
   info.layout = PixelLayout::HWC;
   if (info.channels == 1) info.shape = {info.height, info.width};
   else info.shape = {info.height, info.width, info.channels};
-  if (info.pixel_count() > options.max_pixels)
-    fail(ErrorKind::Value, "image of " + std::to_string(info.height) + "x" + std::to_string(info.width) +
-                               "x" + std::to_string(info.channels) + " pixels exceeds the limit of " +
-                               std::to_string(options.max_pixels) + " (max_pixels)");
+  check_pixel_limit(info.height, info.width, info.channels, options.max_pixels);
   return info;
 }
 
-[[noreturn]] void fail_errno(const std::string& what, const std::string& path) {
-  const int err = errno;
-  fail(err == ENOENT ? ErrorKind::FileNotFound : ErrorKind::IO,
-       what + " '" + path + "': " + std::generic_category().message(err));
-}
-
-struct FileCloser {
-  std::FILE* fp;
-  ~FileCloser() {
-    if (fp != nullptr) std::fclose(fp);
-  }
-};
-struct FdCloser {
-  int fd;
-  ~FdCloser() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-std::vector<unsigned char> read_whole_file(const std::string& path) {
-  FdCloser f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (f.fd < 0) fail_errno("cannot open", path);
-  struct stat st {};
-  if (::fstat(f.fd, &st) != 0) fail_errno("cannot stat", path);
-  std::vector<unsigned char> data(static_cast<std::size_t>(st.st_size));
-  std::size_t got = 0;
-  while (got < data.size()) {
-    const ssize_t n = ::read(f.fd, data.data() + got, data.size() - got);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail_errno("cannot read", path);
-    }
-    if (n == 0) break;  // shrank while reading: libjpeg reports it as truncated
-    got += static_cast<std::size_t>(n);
-  }
-  data.resize(got);
-  return data;
-}
 
 class JpegFormat final : public Format {
  public:

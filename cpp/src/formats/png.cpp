@@ -42,6 +42,7 @@
 #include <system_error>
 #include <vector>
 
+#include "formats/file_io.hpp"
 #include "formats/format.hpp"
 #include "i2z/error.hpp"
 
@@ -205,55 +206,14 @@ ImageInfo info_from_header(const Header& hdr, const FormatOptions& options) {
   if (info.channels == 1) info.shape = {info.height, info.width};
   else info.shape = {info.height, info.width, info.channels};
   // H, W < 2^31 and C <= 4: the product fits in 64 bits.
-  if (info.pixel_count() > options.max_pixels)
-    fail(ErrorKind::Value, "image of " + std::to_string(info.height) + "x" + std::to_string(info.width) +
-                               "x" + std::to_string(info.channels) + " pixels exceeds the limit of " +
-                               std::to_string(options.max_pixels) + " (max_pixels)");
+  check_pixel_limit(info.height, info.width, info.channels, options.max_pixels);
   return info;
 }
 
-[[noreturn]] void fail_errno(const std::string& what, const std::string& path) {
-  const int err = errno;
-  fail(err == ENOENT ? ErrorKind::FileNotFound : ErrorKind::IO,
-       what + " '" + path + "': " + std::generic_category().message(err));
-}
 
 void check_signature(PngHandle& h, const unsigned char* sig, std::size_t n) {
   if (n < 8 || png_sig_cmp(sig, 0, 8) != 0) fail(ErrorKind::Corrupt, "not a PNG file (bad signature)");
   png_set_sig_bytes(h.png(), 8);
-}
-
-struct FileCloser {
-  std::FILE* fp;
-  ~FileCloser() {
-    if (fp != nullptr) std::fclose(fp);
-  }
-};
-struct FdCloser {
-  int fd;
-  ~FdCloser() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-std::vector<unsigned char> read_whole_file(const std::string& path) {
-  FdCloser f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (f.fd < 0) fail_errno("cannot open", path);
-  struct stat st {};
-  if (::fstat(f.fd, &st) != 0) fail_errno("cannot stat", path);
-  std::vector<unsigned char> data(static_cast<std::size_t>(st.st_size));
-  std::size_t got = 0;
-  while (got < data.size()) {
-    const ssize_t n = ::read(f.fd, data.data() + got, data.size() - got);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail_errno("cannot read", path);
-    }
-    if (n == 0) break;  // shrank while reading: treated as truncated below
-    got += static_cast<std::size_t>(n);
-  }
-  data.resize(got);
-  return data;
 }
 
 class PngFormat final : public Format {

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "formats/file_io.hpp"
 #include "formats/format.hpp"
 #include "i2z/error.hpp"
 
@@ -233,11 +234,7 @@ Geometry read_geometry(const TiffHandle& h, const FormatOptions& options) {
       fail(ErrorKind::Value, "subsampled YCbCr TIFF without JPEG compression is not supported");
   }
 
-  const std::uint64_t pixels = std::uint64_t{g.height} * g.width;  // < 2^64: both are 32-bit
-  if (pixels > options.max_pixels / g.samples)
-    fail(ErrorKind::Value, "image of " + std::to_string(g.height) + "x" + std::to_string(g.width) + "x" +
-                               std::to_string(g.samples) + " pixels exceeds the limit of " +
-                               std::to_string(options.max_pixels) + " (max_pixels)");
+  check_pixel_limit(g.height, g.width, g.samples, options.max_pixels);
 
   // libtiff's own idea of a row must agree with ours, or its sizes would not fit our buffer.
   const std::uint64_t row_bytes = g.stored_bytes(g.width);

@@ -1,3 +1,4 @@
+#include "image/dispatch.hpp"
 #include "image/pixels.hpp"
 
 #include <algorithm>
@@ -42,21 +43,6 @@ inline D convert(S v) {
   }
 }
 
-template <typename F>
-decltype(auto) dispatch(DType t, F&& f) {
-  switch (t) {
-    case DType::u8: return f(std::uint8_t{});
-    case DType::u16: return f(std::uint16_t{});
-    case DType::u32: return f(std::uint32_t{});
-    case DType::u64: return f(std::uint64_t{});
-    case DType::i8: return f(std::int8_t{});
-    case DType::i16: return f(std::int16_t{});
-    case DType::i32: return f(std::int32_t{});
-    case DType::i64: return f(std::int64_t{});
-    case DType::f32: return f(float{});
-    default: return f(double{});
-  }
-}
 
 template <typename D>
 D alpha_max() {
@@ -102,9 +88,9 @@ void normalise_typed(const SrcImage& src, D* dst, std::uint32_t C, std::uint64_t
 
 void normalise_into(const SrcImage& src, void* dst, DType dst_dtype, std::uint32_t C, std::uint64_t H,
                     std::uint64_t W) {
-  dispatch(dst_dtype, [&](auto d) {
+  dispatch_dtype(dst_dtype, [&](auto d) {
     using D = decltype(d);
-    dispatch(src.dtype, [&](auto s) {
+    dispatch_dtype(src.dtype, [&](auto s) {
       using S = decltype(s);
       normalise_typed<D, S>(src, static_cast<D*>(dst), C, H, W);
     });
@@ -116,9 +102,9 @@ void cast_values(const void* src, DType src_dtype, void* dst, DType dst_dtype, s
     std::memcpy(dst, src, n * dtype_size(src_dtype));
     return;
   }
-  dispatch(dst_dtype, [&](auto d) {
+  dispatch_dtype(dst_dtype, [&](auto d) {
     using D = decltype(d);
-    dispatch(src_dtype, [&](auto s) {
+    dispatch_dtype(src_dtype, [&](auto s) {
       using S = decltype(s);
       const S* in = static_cast<const S*>(src);
       D* out = static_cast<D*>(dst);
@@ -128,7 +114,7 @@ void cast_values(const void* src, DType src_dtype, void* dst, DType dst_dtype, s
 }
 
 Stats compute_stats(const void* data, DType dtype, std::uint64_t n) {
-  return dispatch(dtype, [&](auto tag) -> Stats {
+  return dispatch_dtype(dtype, [&](auto tag) -> Stats {
     using T = decltype(tag);
     const T* p = static_cast<const T*>(data);
     if constexpr (std::is_floating_point_v<T>) {

@@ -27,6 +27,7 @@
 #include <type_traits>
 
 #include "i2z/error.hpp"
+#include "image/dispatch.hpp"
 
 namespace i2z {
 
@@ -34,21 +35,6 @@ namespace {
 
 using Index = std::int64_t;
 
-template <typename F>
-decltype(auto) dispatch(DType t, F&& f) {
-  switch (t) {
-    case DType::u8: return f(std::uint8_t{});
-    case DType::u16: return f(std::uint16_t{});
-    case DType::u32: return f(std::uint32_t{});
-    case DType::u64: return f(std::uint64_t{});
-    case DType::i8: return f(std::int8_t{});
-    case DType::i16: return f(std::int16_t{});
-    case DType::i32: return f(std::int32_t{});
-    case DType::i64: return f(std::int64_t{});
-    case DType::f32: return f(float{});
-    default: return f(double{});
-  }
-}
 
 // ---- boundary (spec §2) ----------------------------------------------------------------
 
@@ -480,7 +466,7 @@ void resize_float(const SrcImage& src, Index H, Index W, int k, Wt* out) {
 
   for (std::uint32_t ch = 0; ch < src.channels; ++ch) {
     Wt* img = ws.img.data();
-    dispatch(src.dtype, [&](auto tag) { load_channel<decltype(tag), Wt>(src, ch, img); });
+    dispatch_dtype(src.dtype, [&](auto tag) { load_channel<decltype(tag), Wt>(src, ch, img); });
     // Clip bounds: min/max ignoring NaN (infinities count), taken before any filtering.
     Wt lo = 0, hi = 0;
     bool any = false;
@@ -545,7 +531,7 @@ void resize_image(const SrcImage& src, std::uint64_t H, std::uint64_t W, int ord
 
   // Same size: nothing shrinks, so no Gaussian; scipy >= 1.16 returns the input itself.
   if (src.height == H && src.width == W) {
-    dispatch(src.dtype, [&](auto tag) {
+    dispatch_dtype(src.dtype, [&](auto tag) {
       using S = decltype(tag);
       for (std::uint32_t c = 0; c < src.channels; ++c) {
         if (out_dtype == src.dtype)
@@ -562,7 +548,7 @@ void resize_image(const SrcImage& src, std::uint64_t H, std::uint64_t W, int ord
     AxisPlan rows, cols;
     plan_axis(h, static_cast<Index>(H), 0, rows);
     plan_axis(w, static_cast<Index>(W), 0, cols);
-    dispatch(src.dtype, [&](auto tag) {
+    dispatch_dtype(src.dtype, [&](auto tag) {
       using S = decltype(tag);
       for (std::uint32_t c = 0; c < src.channels; ++c)
         gather_channel<S>(src, c, rows, cols, static_cast<Index>(H), static_cast<Index>(W),
