@@ -26,11 +26,21 @@ def read_csv(path: os.PathLike | str) -> pa.Table:
     """Reads the metadata CSV (UTF-8, BOM allowed) and checks its ``filename`` column."""
     try:
         table = pacsv.read_csv(os.fspath(path))
-    except pa.ArrowInvalid as e:
+        columns = table.column_names  # decoding a non-UTF-8 header happens here
+    except (pa.ArrowInvalid, UnicodeDecodeError) as e:
         raise ValueError(f"cannot read metadata CSV {path}: {e}") from None
-    if "filename" not in table.column_names:
-        raise ValueError(f"metadata CSV {path} has no 'filename' column (columns: {', '.join(table.column_names)})")
-    names = [str(v) for v in table.column("filename").to_pylist()]
+    # pyarrow reads a column holding invalid UTF-8 as binary instead of failing.
+    binary = [f.name for f in table.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+    if binary:
+        raise ValueError(f"metadata CSV {path} is not valid UTF-8 (column {', '.join(binary)})")
+    if "filename" not in columns:
+        raise ValueError(f"metadata CSV {path} has no 'filename' column (columns: {', '.join(columns)})")
+    values = table.column("filename").to_pylist()
+    empty = [i + 1 for i, v in enumerate(values) if v is None or not str(v).strip()]
+    if empty:
+        rows = ", ".join(str(i) for i in empty[:10])
+        raise ValueError(f"metadata CSV {path} has an empty filename in data row(s) {rows}")
+    names = [str(v) for v in values]
     dupes = sorted(n for n, c in Counter(names).items() if c > 1)
     if dupes:
         raise ValueError(f"metadata CSV {path} lists these filenames more than once: {', '.join(dupes[:10])}")
