@@ -55,8 +55,13 @@ def write_bytes(loc: StoreLocation, data: bytes, storage_options: dict[str, Any]
         return
     p = Path(loc)
     tmp = p.with_name(p.name + ".i2z-part")
-    tmp.write_bytes(data)
-    os.replace(tmp, p)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, p)
+    except OSError as e:
+        # A full disk fails inside write(), whose error names no file; leave no partial file behind.
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, f"cannot write {p}: {e.strerror}") from e
 
 
 def exists(loc: StoreLocation, storage_options: dict[str, Any] | None = None) -> bool:
