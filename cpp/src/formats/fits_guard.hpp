@@ -1,0 +1,20 @@
+// A walk over the headers of a FITS file before cfitsio parses them.
+//
+// cfitsio 4.2 copies the NAXISn values of an image HDU into FITSfile::imgnaxis[99] without a
+// bound (ffpinit; only its writer checks "NAXIS value is too large (>99)"). A header declaring
+// 100 <= NAXIS <= 999 overwrites the rest of the FITSfile struct on the heap and, from
+// NAXIS = 104, crashes the process (found by fuzz_fits; tests/test_hostile.py). cfitsio parses
+// every HDU header on its way to the one asked for (and all of them to count HDUs), so every
+// header is checked here.
+#pragma once
+#include <cstdint>
+
+namespace i2z {
+
+// Reads the HDU headers of the FITS file open as `fd` (`size` bytes), skipping the data units,
+// and throws i2z::Error(ErrorKind::Value) naming the HDU when one declares more than 99 axes.
+// Stops quietly at whatever it cannot follow (a missing END, a data size beyond the file):
+// cfitsio reports those itself.
+void check_fits_headers(int fd, std::uint64_t size);
+
+}  // namespace i2z
