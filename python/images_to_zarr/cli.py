@@ -34,6 +34,22 @@ def _fits_ext(text: str | None) -> int | str | list[int | str] | None:
     return parts[0] if len(parts) == 1 else parts
 
 
+def _storage_options(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    """``--storage-option KEY=VALUE`` (repeatable) -> the ``storage_options`` dict."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--storage-option")
+        out[key.strip()] = value
+    return out or None
+
+
+STORAGE_OPTION = click.option(
+    "--storage-option", "storage_option", multiple=True, metavar="KEY=VALUE",
+    help="S3 setting (repeatable): endpoint_url, region, key, secret, token, anon, ... (AWS_* variables also work).")
+
+
 def _run(debug: bool, fn: Callable[[], Any]) -> Any:
     """Runs the command; turns any failure into a one-line message and exit status 1."""
     try:
@@ -74,18 +90,21 @@ def cli() -> None:
 @click.option("--append", is_flag=True, help="Append to an existing store.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted conversion.")
 @click.option("--scheduler", help="Dask scheduler address (tcp://host:port).")
+@STORAGE_OPTION
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
 @click.option("--debug", is_flag=True, help="Debug logging and tracebacks.")
 def convert(folders: tuple[str, ...], out: str, metadata: str | None, recursive: bool, workers: int,
             fits_ext: str | None, chunk_shape: str, shard_images: int | None, compressor: str, clevel: int,
             resize: str | None, interpolation_order: int, dtype: str | None, pad: bool, overwrite: bool,
-            append: bool, resume: bool, scheduler: str | None, no_progress: bool, quiet: bool, debug: bool) -> None:
-    """Convert image FOLDERS (and/or files) into a sharded Zarr v3 store."""
+            append: bool, resume: bool, scheduler: str | None, storage_option: tuple[str, ...], no_progress: bool,
+            quiet: bool, debug: bool) -> None:
+    """Convert image FOLDERS (and/or files, local or s3://) into a sharded Zarr v3 store (OUT may be s3://)."""
     if overwrite and append:
         raise click.UsageError("--overwrite and --append cannot be combined")
     chunks = _ints(chunk_shape, 3, "--chunk-shape")
     size = _ints(resize, 2, "--resize") if resize else None
+    storage_options = _storage_options(storage_option)
     from images_to_zarr import configure_logging
     from images_to_zarr import convert as do_convert
 
@@ -95,20 +114,22 @@ def convert(folders: tuple[str, ...], out: str, metadata: str | None, recursive:
         fits_extension=_fits_ext(fits_ext), resize=tuple(size) if size else None,
         interpolation_order=interpolation_order, chunk_shape=tuple(chunks), compressor=compressor, clevel=clevel,
         overwrite=overwrite, append=append, shard_images=shard_images, dtype=dtype, pad=pad, resume=resume,
-        progress=not no_progress and sys.stderr.isatty(), scheduler=scheduler))
+        progress=not no_progress and sys.stderr.isatty(), scheduler=scheduler, storage_options=storage_options))
     if not quiet:
         click.echo(str(store))
 
 
 @cli.command()
 @click.argument("store")
+@STORAGE_OPTION
 @click.option("--debug", is_flag=True, help="Tracebacks on failure.")
-def inspect(store: str, debug: bool) -> None:
-    """Print a summary of STORE."""
+def inspect(store: str, storage_option: tuple[str, ...], debug: bool) -> None:
+    """Print a summary of STORE (a path or an s3:// URL)."""
     from images_to_zarr import inspect as do_inspect
 
+    storage_options = _storage_options(storage_option)
     logging.getLogger("images_to_zarr").setLevel(logging.WARNING)
-    _run(debug, lambda: do_inspect(store))
+    _run(debug, lambda: do_inspect(store, storage_options))
 
 
 @cli.command()
@@ -116,12 +137,16 @@ def inspect(store: str, debug: bool) -> None:
 @click.option("--num-samples", "-n", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--save", "save_path", type=click.Path(dir_okay=False), help="Write the grid to this PNG.")
 @click.option("--seed", type=int, help="Random seed for the sample choice.")
+@STORAGE_OPTION
 @click.option("--debug", is_flag=True, help="Tracebacks on failure.")
-def display(store: str, num_samples: int, save_path: str | None, seed: int | None, debug: bool) -> None:
-    """Show (or save) a grid of random images from STORE."""
+def display(store: str, num_samples: int, save_path: str | None, seed: int | None, storage_option: tuple[str, ...],
+            debug: bool) -> None:
+    """Show (or save) a grid of random images from STORE (a path or an s3:// URL)."""
     from images_to_zarr import display_sample_images
 
-    _run(debug, lambda: display_sample_images(store, num_samples=num_samples, save_path=save_path, seed=seed))
+    storage_options = _storage_options(storage_option)
+    _run(debug, lambda: display_sample_images(store, num_samples=num_samples, save_path=save_path, seed=seed,
+                                              storage_options=storage_options))
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from images_to_zarr import _core
 from images_to_zarr import _storage as storage
 from images_to_zarr._logging import logger
+from images_to_zarr._s3_inputs import local_inputs
 from images_to_zarr._storage import StoreLocation
 from images_to_zarr.metadata import append_rows, build_table, read_csv, write_parquet
 
@@ -189,24 +190,28 @@ def convert(
                             first_index=result["start_index"])
     else:
         folder_list = _as_list(folders)
-        files, warnings = _core.discover_files(folder_list, bool(recursive))
-        for w in warnings:
-            logger.warning(w)
-        if not files:
-            raise ValueError(f"no supported image files found in {', '.join(folder_list)}")
-        csv_table = read_csv(metadata) if metadata is not None else None
-        conversion = _core.convert_files(os.fspath(store), files, options, mode)
-        if scheduler is not None:
-            from images_to_zarr._distributed import run_distributed
+        if not storage.is_url(store) and any(storage.is_url(f) for f in folder_list):
+            options["storage_options"] = None  # they were for the s3:// inputs
+        with local_inputs(folder_list, recursive, storage_options, store, options["num_workers"], progress) as inputs:
+            files, warnings = _core.discover_files(inputs.folders, bool(recursive))
+            for w in warnings:
+                logger.warning(w)
+            if not files:
+                raise ValueError(f"no supported image files found in {', '.join(folder_list)}")
+            csv_table = read_csv(metadata) if metadata is not None else None
+            conversion = _core.convert_files(os.fspath(store), files, options, mode)
+            if scheduler is not None:
+                from images_to_zarr._distributed import run_distributed
 
-            try:
-                result = run_distributed(conversion, files, scheduler, options, progress)
-            except BaseException:
-                conversion.abort()
-                raise
-        else:
-            result = _run(conversion, progress, "converting")
-        table = build_table(result["records"], user_rows=csv_table, files=files, folders=folder_list)
+                try:
+                    result = run_distributed(conversion, files, scheduler, options, progress)
+                except BaseException:
+                    conversion.abort()
+                    raise
+            else:
+                result = _run(conversion, progress, "converting")
+            table = build_table(result["records"], user_rows=csv_table, files=files, folders=inputs.folders)
+            table = inputs.restore_urls(table)
 
     for w in result["warnings"]:
         logger.warning(w)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
+from images_to_zarr import _storage as storage
 from images_to_zarr._logging import logger
+from images_to_zarr._storage import StoreLocation
 from images_to_zarr.inspect import open_metadata, read_sidecar, sidecar_path
 
 if TYPE_CHECKING:
@@ -33,18 +34,20 @@ def display_sample_images(
     save_path: str | os.PathLike | None = None,
     *,
     seed: int | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> Figure:
     """Draw ``num_samples`` random images of ``store`` in a grid, titled ``index: filename``.
 
     RGB (C == 3) and RGBA (C == 4) are drawn in colour, one channel in gray, other channel
     counts as their first channel with a colour map. With ``save_path`` the grid is written to
     that PNG (no display needed, the global matplotlib backend is left alone); without it,
-    ``plt.show()`` is called. Returns the Figure.
+    ``plt.show()`` is called. ``store`` may be an ``s3://`` URL (``storage_options`` as for
+    :func:`convert`). Returns the Figure.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    root = Path(store)
-    attrs, _, meta = open_metadata(root)  # FileNotFoundError / ValueError for a bad path
+    root = storage.location(store)
+    attrs, _, meta = open_metadata(root, storage_options)  # FileNotFoundError / ValueError for a bad path
     n = int(meta["shape"][0])
     if n == 0:
         raise ValueError(f"store {root} holds no images")
@@ -52,8 +55,8 @@ def display_sample_images(
     indices = np.sort(rng.choice(n, size=min(num_samples, n), replace=False))
     from images_to_zarr.reader import open_store  # only drawing needs the C++ reader
 
-    images = open_store(root)[indices]
-    names = _filenames(root, attrs, n, indices)
+    images = open_store(root, storage_options=storage_options)[indices]
+    names = _filenames(root, attrs, n, indices, storage_options)
 
     fig = _new_figure(figsize, interactive=save_path is None)
     ncols = math.ceil(math.sqrt(len(indices)))
@@ -123,11 +126,12 @@ def _alpha(channel: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(channel.astype(np.float64), nan=1.0), 0.0, 1.0)
 
 
-def _filenames(root: Path, attrs: dict, n: int, indices: np.ndarray) -> list[str]:
+def _filenames(root: StoreLocation, attrs: dict, n: int, indices: np.ndarray,
+               storage_options: dict[str, Any] | None = None) -> list[str]:
     """``filename`` of the sampled rows from the side-car ('' where there is none), marked when the
     image failed to decode (its slot is zero-filled)."""
-    path = sidecar_path(root, attrs)
-    table = read_sidecar(path, n, ["filename", "error"]) if path is not None else None
+    path = sidecar_path(root, attrs, storage_options)
+    table = read_sidecar(path, n, ["filename", "error"], storage_options) if path is not None else None
     if table is None or "filename" not in table.column_names:
         return [""] * len(indices)
     rows = table.take(pa.array([int(i) for i in indices if i < table.num_rows], pa.int64())).to_pylist()

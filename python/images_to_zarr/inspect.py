@@ -1,13 +1,15 @@
 """``inspect()``: a summary of a store from its ``zarr.json`` files and its Parquet side-car.
 
 It never reads pixel data, and it aggregates the side-car with pyarrow compute kernels, so a
-store of a million images is summarised in seconds.
+store of a million images is summarised in seconds. A store may be a local folder or an
+``s3://bucket/prefix/x.zarr`` URL (read through the C++ store, ``_core.Store``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from images_to_zarr import _core
+from images_to_zarr import _storage as storage
+from images_to_zarr._storage import StoreLocation
 
 RULE = "=" * 80
 MAX_LISTED = 10  # longest distribution printed; the rest is summed up in one line
@@ -33,7 +39,7 @@ SIDECAR_COLUMNS = [
 class StoreSummary:
     """What :func:`inspect` reports; ``str(summary)`` is the printed text."""
 
-    path: Path
+    path: StoreLocation  # a Path, or an s3:// URL
     total_images: int
     storage_bytes: int
     image_shape: tuple[int, ...]
@@ -43,7 +49,7 @@ class StoreSummary:
     chunk_shape: tuple[int, ...]
     shard_shape: tuple[int, ...] | None
     num_shards: int
-    metadata_path: Path | None = None
+    metadata_path: StoreLocation | None = None
     format_counts: dict[str, int] = field(default_factory=dict)
     original_dtype_counts: dict[str, int] = field(default_factory=dict)
     shape_counts: dict[tuple[int, ...], int] = field(default_factory=dict)
@@ -56,21 +62,48 @@ class StoreSummary:
         return "\n".join(_report_lines(self))
 
 
-def inspect(store: str | os.PathLike) -> StoreSummary:
-    """Print a summary of ``store`` and return it.
+def inspect(store: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> StoreSummary:
+    """Print a summary of ``store`` (a path or an ``s3://`` URL) and return it.
 
-    Raises ``FileNotFoundError`` for a missing path and ``ValueError`` for a path that is not
+    Raises ``FileNotFoundError`` for a missing store and ``ValueError`` for one that is not
     a Zarr v3 store with an ``images`` array.
     """
-    summary = summarize(store)
+    summary = summarize(store, storage_options)
     print(summary)
     return summary
 
 
-def summarize(store: str | os.PathLike) -> StoreSummary:
+class StoreFiles:
+    """The files of a store: a local folder, or the objects under an ``s3://`` prefix."""
+
+    def __init__(self, root: StoreLocation, storage_options: dict[str, Any] | None = None) -> None:
+        self.root = root
+        self.s3 = _core.Store.open(root, storage_options or {}) if storage.is_url(root) else None
+
+    def get(self, key: str) -> bytes | None:
+        if self.s3 is not None:
+            return self.s3.get(key)
+        path = Path(self.root) / key
+        return path.read_bytes() if path.is_file() else None
+
+    def count(self, prefix: str) -> int:
+        if self.s3 is not None:
+            return len(self.s3.list(prefix))
+        return _count_files(Path(self.root) / prefix)
+
+    def total_size(self) -> int:
+        if self.s3 is None:
+            return _tree_size(Path(self.root))
+        keys = self.s3.list("")
+        with ThreadPoolExecutor(16) as pool:  # one HEAD per object; the store releases the GIL
+            return sum(v or 0 for v in pool.map(self.s3.size, keys))
+
+
+def summarize(store: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> StoreSummary:
     """The summary of ``store`` without printing it."""
-    root = Path(store)
-    attrs, array_dir, array_meta = open_metadata(root)
+    root = storage.location(store)
+    files = StoreFiles(root, storage_options)
+    attrs, array_dir, array_meta = open_metadata(root, storage_options, files)
     shape = tuple(int(v) for v in array_meta["shape"])
     chunk, shard = _chunking(array_meta)
     compressor, level = _compression(attrs, array_meta)
@@ -78,65 +111,93 @@ def summarize(store: str | os.PathLike) -> StoreSummary:
     summary = StoreSummary(
         path=root,
         total_images=n,
-        storage_bytes=_tree_size(root),
+        storage_bytes=files.total_size(),
         image_shape=shape[1:],
         dtype=str(array_meta["data_type"]),
         compressor=compressor,
         compression_level=level,
         chunk_shape=chunk,
         shard_shape=shard,
-        num_shards=_count_files(array_dir / "c"),
+        num_shards=files.count(f"{array_dir}c"),
         append_history=list(attrs.get("append_history") or []),
     )
-    sidecar = sidecar_path(root, attrs)
+    sidecar = sidecar_path(root, attrs, storage_options)
     if sidecar is not None:
         summary.metadata_path = sidecar
-        _summarize_sidecar(summary, read_sidecar(sidecar, n, SIDECAR_COLUMNS))
+        _summarize_sidecar(summary, read_sidecar(sidecar, n, SIDECAR_COLUMNS, storage_options))
     return summary
 
 
-def open_metadata(root: Path) -> tuple[dict[str, Any], Path, dict[str, Any]]:
-    """Group attributes, the ``images`` array folder and its ``zarr.json`` of the store at ``root``.
-
-    A store whose root is the array itself (no group) is accepted too.
-    """
-    if not root.exists():
+def open_metadata(
+    root: StoreLocation, storage_options: dict[str, Any] | None = None, files: StoreFiles | None = None
+) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """Group attributes, the ``images`` array's key prefix (``"images/"``, or ``""`` for a store
+    whose root is the array itself) and its ``zarr.json`` of the store at ``root``."""
+    root = storage.location(root)
+    files = files or StoreFiles(root, storage_options)
+    if files.s3 is None:
+        if not Path(root).exists():
+            raise FileNotFoundError(f"store not found: {root}")
+        if not Path(root).is_dir():
+            raise ValueError(f"not a Zarr store (not a folder): {root}")
+    elif files.s3.size("zarr.json") is None and not files.s3.list(""):
         raise FileNotFoundError(f"store not found: {root}")
-    if not root.is_dir():
-        raise ValueError(f"not a Zarr store (not a folder): {root}")
-    root_meta = _read_json(root / "zarr.json", root)
-    array_dir = root if root_meta.get("node_type") == "array" else root / "images"
-    array_meta = root_meta if array_dir == root else _read_json(array_dir / "zarr.json", root)
+    root_meta = _read_json(files, "zarr.json")
+    array_dir = "" if root_meta.get("node_type") == "array" else "images/"
+    array_meta = _read_json(files, f"{array_dir}zarr.json") if array_dir else root_meta
+    where = storage.join(root, array_dir.rstrip("/")) if array_dir else root
     if array_meta.get("node_type") != "array":
-        raise ValueError(f"not an images_to_zarr store: {array_dir} is not a Zarr array")
+        raise ValueError(f"not an images_to_zarr store: {where} is not a Zarr array")
     shape = array_meta.get("shape")
     if not isinstance(shape, list) or len(shape) != 4:
-        raise ValueError(f"not an images_to_zarr store: {array_dir} has shape {shape}, expected (N, C, H, W)")
+        raise ValueError(f"not an images_to_zarr store: {where} has shape {shape}, expected (N, C, H, W)")
     return dict(root_meta.get("attributes") or {}), array_dir, array_meta
 
 
-def sidecar_path(root: Path, attrs: dict[str, Any]) -> Path | None:
+def sidecar_path(root: StoreLocation, attrs: dict[str, Any],
+                 storage_options: dict[str, Any] | None = None) -> StoreLocation | None:
     """The Parquet side-car: group attribute ``metadata_file`` (relative to the store's folder),
     else ``<store stem>_metadata.parquet``; ``None`` when neither exists."""
-    candidates = [root.parent / str(attrs["metadata_file"])] if attrs.get("metadata_file") else []
-    candidates.append(root.parent / f"{root.stem}_metadata.parquet")
-    return next((p for p in candidates if p.is_file()), None)
+    root = storage.location(root)
+    folder = storage.parent(root)
+    names = [str(attrs["metadata_file"])] if attrs.get("metadata_file") else []
+    names.append(f"{storage.stem(root)}_metadata.parquet")
+    if storage.is_url(root):
+        beside = _core.Store.open(str(folder), storage_options or {})
+        return next((storage.join(folder, n) for n in names if beside.size(n) is not None), None)
+    return next((p for p in (Path(folder) / n for n in names) if p.is_file()), None)
 
 
-def read_sidecar(path: Path, rows: int, columns: list[str]) -> pa.Table:
+def read_sidecar(path: StoreLocation, rows: int, columns: list[str],
+                 storage_options: dict[str, Any] | None = None) -> pa.Table:
     """The ``columns`` of the side-car that exist, trimmed to the store's ``rows``."""
-    present = set(pq.read_schema(path).names)
-    table = pq.read_table(path, columns=[c for c in columns if c in present])
+    if storage.is_url(path):
+        blob = storage.read_bytes(path, storage_options)
+        if blob is None:
+            raise FileNotFoundError(f"side-car not found: {path}")
+        source: Any = pa.BufferReader(blob)
+    else:
+        source = path
+    file = pq.ParquetFile(source)
+    present = set(file.schema_arrow.names)
+    table = file.read(columns=[c for c in columns if c in present])
     return table.slice(0, rows)
 
 
-def _read_json(path: Path, root: Path) -> dict[str, Any]:
-    if not path.is_file():
-        v2 = " (Zarr v2 stores are not supported)" if (root / ".zgroup").exists() or (root / ".zarray").exists() else ""
+def _read_json(files: StoreFiles, key: str) -> dict[str, Any]:
+    path = storage.join(files.root, key)
+    try:
+        blob = files.get(key)
+    except OSError as e:
+        if files.s3 is not None:
+            raise  # access denied, unreachable endpoint: the store's own message says it
+        raise ValueError(f"not a Zarr v3 store: cannot read {path}: {e}") from None
+    if blob is None:
+        v2 = " (Zarr v2 stores are not supported)" if files.get(".zgroup") is not None or files.get(".zarray") is not None else ""
         raise ValueError(f"not a Zarr v3 store: {path} is missing{v2}")
     try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+        meta = json.loads(blob)
+    except ValueError as e:
         raise ValueError(f"not a Zarr v3 store: cannot read {path}: {e}") from None
     if not isinstance(meta, dict) or meta.get("zarr_format") != 3:
         raise ValueError(f"not a Zarr v3 store: {path} has no \"zarr_format\": 3")
@@ -266,7 +327,7 @@ def _report_lines(s: StoreSummary) -> list[str]:
         f"Chunk shape: {_shape(s.chunk_shape)}",
         f"Shard shape: {_shape(s.shard_shape) if s.shard_shape else 'not sharded'}",
         f"Number of {'shards' if s.shard_shape else 'chunk files'}: {s.num_shards:,}",
-        f"Metadata: {s.metadata_path.name if s.metadata_path else 'no Parquet side-car found'}",
+        f"Metadata: {_basename(s.metadata_path) if s.metadata_path else 'no Parquet side-car found'}",
     ]
     if s.format_counts:
         lines += ["", "Format distribution:", *_distribution(s.format_counts, s.total_images)]
@@ -302,6 +363,10 @@ def _distribution(counts: dict[str, int], total: int) -> list[str]:
         rest = sum(v for _, v in items[MAX_LISTED:])
         lines.append(f"  ... {len(items) - MAX_LISTED:,} more: {rest:,} ({100.0 * rest / total:.1f}%)")
     return lines
+
+
+def _basename(loc: StoreLocation) -> str:
+    return str(loc).rsplit("/", 1)[-1] if storage.is_url(loc) else Path(loc).name
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:

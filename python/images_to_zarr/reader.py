@@ -1,19 +1,21 @@
 """``open_store()``: fast random access to the images of a store (the C++ ``_core.Reader``).
 
-``ImageStore`` is picklable (only the path travels) and reopens itself lazily in a new process,
-so it can be handed to a PyTorch ``DataLoader`` with worker processes.
+``ImageStore`` is picklable (only the location and its options travel) and reopens itself lazily
+in a new process, so it can be handed to a PyTorch ``DataLoader`` with worker processes. The
+store may be a local path or an ``s3://bucket/prefix/x.zarr`` URL (ranged GETs on S3).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from images_to_zarr import _core
+from images_to_zarr import _storage as storage
+from images_to_zarr._storage import StoreLocation
 
 PathLike = str | os.PathLike
 
@@ -22,9 +24,10 @@ class ImageStore:
     """Read-only view of the ``images`` array of a store: ``len(s)``, ``s[i]`` -> ``(C, H, W)``,
     ``s[a:b]``, ``s[a:b:step]`` and ``s[[i, j, ...]]`` -> ``(k, C, H, W)``."""
 
-    def __init__(self, store: PathLike, threads: int = 0) -> None:
+    def __init__(self, store: PathLike, threads: int = 0, storage_options: dict[str, Any] | None = None) -> None:
         self._path = os.fspath(store)
         self._threads = int(threads)
+        self._storage_options = dict(storage_options) if storage_options else None
         self._reader: Any = None
         self._pid = -1
         self._metadata: Any = None
@@ -34,24 +37,26 @@ class ImageStore:
     def _r(self) -> Any:
         # A reader opened in another process (fork) has no worker threads there: reopen.
         if self._reader is None or self._pid != os.getpid():
-            self._reader = _core.Reader(self._path, self._threads)
+            self._reader = _core.Reader(self._path, self._threads, self._storage_options)
             self._pid = os.getpid()
         return self._reader
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self._path, "threads": self._threads}
+        return {"path": self._path, "threads": self._threads, "storage_options": self._storage_options}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._path = state["path"]
         self._threads = state.get("threads", 0)
+        self._storage_options = state.get("storage_options")
         self._reader = None
         self._pid = -1
         self._metadata = None
         self._metadata_loaded = False
 
     @property
-    def path(self) -> Path:
-        return Path(self._path)
+    def path(self) -> StoreLocation:
+        """A ``Path``, or the ``s3://`` URL as a string."""
+        return storage.location(self._path)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -77,12 +82,13 @@ class ImageStore:
     def metadata(self) -> Any:
         """The Parquet side-car as a ``pyarrow.Table`` trimmed to ``len(self)`` rows, or None."""
         if not self._metadata_loaded:
-            name = self.attrs.get("metadata_file") or f"{self.path.stem}_metadata.parquet"
-            candidate = self.path.parent / name
-            if candidate.is_file():
+            name = self.attrs.get("metadata_file") or f"{storage.stem(self.path)}_metadata.parquet"
+            blob = storage.read_bytes(storage.join(storage.parent(self.path), name), self._storage_options)
+            if blob is not None:
+                import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                table = pq.read_table(candidate)
+                table = pq.read_table(pa.BufferReader(blob))
                 self._metadata = table.slice(0, min(len(self), table.num_rows))
             self._metadata_loaded = True
         return self._metadata
@@ -133,10 +139,12 @@ class ImageStore:
         return f"ImageStore({self._path!r}, shape={self.shape}, dtype={self.dtype})"
 
 
-def open_store(store: PathLike, threads: int = 0) -> ImageStore:
-    """Open a store (the ``.zarr`` directory) for random access; see :class:`ImageStore`.
+def open_store(store: PathLike, threads: int = 0, storage_options: dict[str, Any] | None = None) -> ImageStore:
+    """Open a store (the ``.zarr`` directory or an ``s3://`` URL) for random access; see
+    :class:`ImageStore`.
 
     ``threads``: decoding threads per read, the caller's included (0 = up to 8). Use 1 in
-    DataLoader worker processes to avoid oversubscribing the cores.
+    DataLoader worker processes to avoid oversubscribing the cores. ``storage_options``: S3
+    endpoint, credentials and tuning (README, "Object storage"); they travel when pickled.
     """
-    return ImageStore(store, threads)
+    return ImageStore(store, threads, storage_options)

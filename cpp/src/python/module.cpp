@@ -186,7 +186,10 @@ struct PyConversion {
     nb::gil_scoped_release nogil;
     conv->commit();
   }
-  void abort() { conv->abort(); }
+  void abort() {
+    nb::gil_scoped_release nogil;
+    conv->abort();
+  }
 };
 
 }  // namespace
@@ -292,7 +295,12 @@ NB_MODULE(_core, m) {
       "convert_files",
       [](const std::string& store, std::vector<std::string> files, const nb::dict& options, const std::string& mode) {
         auto o = options_from(options);
-        return PyConversion{convert_files(store, std::move(files), o, write_mode(mode)), nb::none()};
+        std::unique_ptr<Conversion> conv;
+        {
+          nb::gil_scoped_release nogil;  // opening an s3:// store talks to the server
+          conv = convert_files(store, std::move(files), o, write_mode(mode));
+        }
+        return PyConversion{std::move(conv), nb::none()};
       },
       "store"_a, "files"_a, "options"_a, "mode"_a = "create");
 
@@ -310,7 +318,12 @@ NB_MODULE(_core, m) {
         in.h = array.shape(2);
         in.w = array.shape(3);
         auto o = options_from(options);
-        return PyConversion{convert_array(store, in, o, write_mode(mode)), nb::cast(array)};
+        std::unique_ptr<Conversion> conv;
+        {
+          nb::gil_scoped_release nogil;
+          conv = convert_array(store, in, o, write_mode(mode));
+        }
+        return PyConversion{std::move(conv), nb::cast(array)};
       },
       "store"_a, "array"_a, "options"_a, "mode"_a = "create");
 }

@@ -1,7 +1,8 @@
-// _core.Reader: the C++ ArrayReader on a local store, returning fresh numpy arrays. The GIL is
+// _core.Reader: the C++ ArrayReader on a store (local path or s3:// URL), returning fresh numpy arrays. The GIL is
 // released while reading; errors cross as i2z::Error (translated in module.cpp).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/map.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -10,6 +11,7 @@
 
 #include "i2z/error.hpp"
 #include "i2z/reader.hpp"
+#include "i2z/s3.hpp"
 #include "python/bindings.hpp"
 
 namespace nb = nanobind;
@@ -23,12 +25,15 @@ struct PyReader {
   std::unique_ptr<ArrayReader> reader;
   std::string attrs_json;
 
-  PyReader(const std::string& path, unsigned threads) {
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) fail(ErrorKind::FileNotFound, "no such store: '" + path + "'");
-    if (!std::filesystem::exists(std::filesystem::path(path) / "zarr.json", ec))
+  PyReader(const std::string& path, unsigned threads, const std::map<std::string, std::string>& storage_options) {
+    // storage_options on a local path, or an unsupported URL: Error(Value) before any I/O.
+    std::shared_ptr<Store> store = open_store_url(path, storage_options);
+    if (!store->exists("zarr.json")) {
+      std::error_code ec;
+      const bool missing = is_s3_url(path) ? store->list("").empty() : !std::filesystem::exists(path, ec);
+      if (missing) fail(ErrorKind::FileNotFound, "no such store: '" + path + "'");
       fail(ErrorKind::Value, "'" + path + "' is not a Zarr v3 store (no zarr.json)");
-    auto store = open_local_store(path);
+    }
     ReaderOptions o;
     o.threads = threads;
     reader = open_image_array(store, o);
@@ -73,10 +78,22 @@ struct PyReader {
 void bind_reader(nb::module_& m) {
   nb::class_<PyReader>(m, "Reader",
                        "Random-access reader of a store's images array (or of a bare root array).")
-      .def(nb::init<const std::string&, unsigned>(), "path"_a, "threads"_a = 0)
+      .def(
+          "__init__",
+          [](PyReader* self, const std::string& path, unsigned threads, nb::handle storage_options) {
+            auto opts = storage_options_from(storage_options);
+            nb::gil_scoped_release nogil;  // opening an s3:// store talks to the server
+            new (self) PyReader(path, threads, opts);
+          },
+          "path"_a, "threads"_a = 0, "storage_options"_a = nb::none())
       .def_static(
-          "open", [](const std::string& path, unsigned threads) { return new PyReader(path, threads); }, "path"_a,
-          "threads"_a = 0, nb::rv_policy::take_ownership)
+          "open",
+          [](const std::string& path, unsigned threads, nb::handle storage_options) {
+            auto opts = storage_options_from(storage_options);
+            nb::gil_scoped_release nogil;
+            return new PyReader(path, threads, opts);
+          },
+          "path"_a, "threads"_a = 0, "storage_options"_a = nb::none(), nb::rv_policy::take_ownership)
       .def_prop_ro("shape",
                    [](const PyReader& r) {
                      nb::list l;
