@@ -88,6 +88,12 @@ class BloscCodec final : public BytesCodec {
     if (nbytes > 0 && (memcpyed ? in.size() != nbytes + BLOSC_MAX_OVERHEAD
                                 : blocksize == 0 || 16 + 4 * ((nbytes + blocksize - 1) / blocksize) > in.size()))
       fail(ErrorKind::Corrupt, "blosc: inconsistent frame header");
+    // A frame header (a hostile one too) can claim up to 2 GiB from a 20-byte frame. No blosc
+    // frame expands more than 32768:1 (its best inner codec, zstd, cannot), so refuse before
+    // allocating.
+    if (nbytes / 32768 > in.size())
+      fail(ErrorKind::Corrupt, "blosc: frame of " + std::to_string(in.size()) + " bytes cannot hold the " +
+                                   std::to_string(nbytes) + " bytes its header claims");
     if (expected && nbytes != expected)
       fail(ErrorKind::Corrupt, "blosc: frame holds " + std::to_string(nbytes) + " bytes, expected " +
                                    std::to_string(expected));

@@ -60,6 +60,11 @@ class GzipCodec final : public BytesCodec {
   void decode(std::span<const std::uint8_t> in, std::vector<std::uint8_t>& out,
               std::size_t expected) const override {
     if (in.empty()) fail(ErrorKind::Corrupt, "gzip: empty input");
+    // `expected` comes from zarr.json, which may be hostile: DEFLATE cannot expand more than
+    // 1032:1, so refuse an impossible size before allocating it.
+    if (expected / 1032 > in.size())
+      fail(ErrorKind::Corrupt, "gzip: " + std::to_string(in.size()) + " bytes cannot decode to the expected " +
+                                   std::to_string(expected) + " bytes");
     std::size_t size = expected;
     if (!size) {
       // Guess from the last member's ISIZE trailer (size mod 2^32), grown below if wrong. DEFLATE

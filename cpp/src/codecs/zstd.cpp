@@ -92,6 +92,11 @@ class ZstdCodec final : public BytesCodec {
   void decode(std::span<const std::uint8_t> in, std::vector<std::uint8_t>& out,
               std::size_t expected) const override {
     if (in.empty()) fail(ErrorKind::Corrupt, "zstd: empty input");
+    // `expected` comes from zarr.json, which may be hostile: no input expands more than 32768:1
+    // (see declared_size), so refuse an impossible size before allocating it.
+    if (expected / 32768 > in.size())
+      fail(ErrorKind::Corrupt, "zstd: " + std::to_string(in.size()) + " bytes cannot decode to the expected " +
+                                   std::to_string(expected) + " bytes");
     // Initial output size: `expected`, else the sum of the frames' declared sizes, else a guess.
     std::size_t size = expected;
     if (!size) {
