@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs pytest files against an AddressSanitizer + UBSan build of the extension (make test-asan).
+#   cpp/fuzz/asan_pytest.sh BUILD_DIR test_file...
+# Builds _core with -DI2Z_SANITIZE=ON into BUILD_DIR (GCC, like the normal build), stages it
+# with the Python sources in BUILD_DIR/stage, and runs pytest with libasan preloaded (the
+# interpreter itself is not instrumented). The editable install's import hook is removed first
+# so that `import images_to_zarr` resolves to the staged, instrumented copy (checked).
+# Leak checking is off: CPython and numpy keep allocations alive until exit by design.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+build="${1:?build dir}"
+shift
+python="${PYTHON:-python3}"
+cd "$root"
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DI2Z_SANITIZE=ON -DI2Z_BUILD_PYTHON=ON \
+  -DI2Z_BUILD_TESTS=OFF -DPython_EXECUTABLE="$(command -v "$python")" >/dev/null
+cmake --build "$build" -j "${JOBS:-2}" --target _core
+stage="$build/stage"
+rm -rf "$stage"
+mkdir -p "$stage/images_to_zarr"
+cp python/images_to_zarr/*.py "$stage/images_to_zarr/"
+cp "$build"/_core*.so "$stage/images_to_zarr/"
+libasan="$(${CXX:-g++} -print-file-name=libasan.so)"
+[ -f "$libasan" ] || { echo "libasan not found ($libasan)"; exit 2; }
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+export PYTHONPATH="$stage${PYTHONPATH:+:$PYTHONPATH}"
+LD_PRELOAD="$libasan" "$python" - "$stage" "$@" <<'PY'
+import sys
+stage = sys.argv[1]
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
+import images_to_zarr._core as core
+assert core.__file__.startswith(stage), f"not the ASan build: {core.__file__}"
+print(f"ASan extension: {core.__file__}", flush=True)
+import pytest
+sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *sys.argv[2:]]))
+PY
