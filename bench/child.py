@@ -123,7 +123,7 @@ def op_i2z_read(spec):
         except ImportError as e:
             raise NotImplementedError("open_store not in this build yet") from e
     idx = np.random.default_rng(spec["seed"]).integers(0, spec["n_store"], spec["n_reads"])
-    s = open_store(spec["store"])
+    s = open_store(spec["store"], threads=spec["threads"])
     checksum = 0
     t0 = _clock()
     for i in idx:
@@ -398,11 +398,14 @@ def op_floor_blosc(spec):
     """Compress-only: the store's inner chunks, pre-cut into contiguous buffers, through c-blosc
     (numcodecs; lz4, clevel 1, the same shuffle as ours; one blosc thread per call) on `threads`
     threads."""
+    return _compress_chunks(_load_array(spec), spec)
+
+
+def _compress_chunks(arr, spec):
     import numpy as np
     from numcodecs import Blosc, blosc
 
     blosc.use_threads = False  # contexts, like the engine; the pool supplies the parallelism
-    arr = _load_array(spec)
     n, c, h, w = arr.shape
     ch = spec["chunk"]
     ih, iw = min(ch[1], h), min(ch[2], w)
@@ -417,6 +420,27 @@ def op_floor_blosc(spec):
     t0 = _clock()
     sizes = _pool_map(lambda buf: len(codec.encode(buf)), chunks, spec["threads"])
     return {"seconds": _since(t0), "compressed_bytes": sum(sizes)}
+
+
+def op_floor_compress_files(spec):
+    """Compress-only floor of a file workload: the images decoded beforehand (untimed, by our
+    decoders, laid out CHW like the store), then their inner chunks through c-blosc as in
+    op_floor_blosc."""
+    import numpy as np
+    from images_to_zarr import _core
+
+    imgs = []
+    for p in _files(spec):
+        a, info = _core.read_image(p)
+        a = np.asarray(a)
+        if a.ndim == 2:
+            a = a[None]
+        elif info["layout"] == "HWC":
+            a = a.transpose(2, 0, 1)
+        imgs.append(np.ascontiguousarray(a))
+    arr = np.stack(imgs)
+    del imgs
+    return _compress_chunks(arr, spec)
 
 
 def op_baseline(spec):

@@ -260,6 +260,7 @@ def build(args, log) -> tuple[list[list[Case]], dict]:
 
     groups: list[list[Case]] = []
     ours_floor = ("floor_decode", "decode floor (our C decoders)", "floor")
+    compress_floor = ("floor_compress_files", "compress floor (c-blosc, same chunks, pre-decoded)", "cfloor")
 
     # W1 / W2: RGB PNG / JPEG 256x256
     if "W1" in args.only:
@@ -267,29 +268,29 @@ def build(args, log) -> tuple[list[list[Case]], dict]:
         f = D / f"w1_png_{N['w1']}"
         data.ensure_files(f, [("png", 256, 256)] * N["w1"], seed + 1, T)
         groups.append(file_cases("W1 PNG 256x256 RGB", f, N["w1"], N["w1"] * 256 * 256 * 3, 256,
-                                 [ours_floor, ("floor_pillow", "Pillow decode (context)", "context")]))
+                                 [ours_floor, compress_floor, ("floor_pillow", "Pillow decode (context)", "context")]))
     if "W2" in args.only:
         log("data: W2 JPEG ...")
         f = D / f"w2_jpeg_{N['w2']}"
         data.ensure_files(f, [("jpeg", 256, 256)] * N["w2"], seed + 2, T)
         groups.append(file_cases("W2 JPEG 256x256 RGB q90", f, N["w2"], N["w2"] * 256 * 256 * 3, 256,
-                                 [ours_floor, ("floor_pillow", "Pillow decode (context)", "context")]))
+                                 [ours_floor, compress_floor, ("floor_pillow", "Pillow decode (context)", "context")]))
     if "W3" in args.only:
         log("data: W3 FITS ...")
         f = D / f"w3a_fits_f32_{N['w3']}"
         data.ensure_files(f, [("fits_f32", 512, 512)] * N["w3"], seed + 3, T)
         groups.append(file_cases("W3a FITS 512x512 float32", f, N["w3"], N["w3"] * 512 * 512 * 4, 64,
-                                 [ours_floor, ("floor_astropy", "astropy decode (context)", "context")]))
+                                 [ours_floor, compress_floor, ("floor_astropy", "astropy decode (context)", "context")]))
         f = D / f"w3b_fits_i16_{N['w3']}"
         data.ensure_files(f, [("fits_i16_bzero", 512, 512)] * N["w3"], seed + 4, T)
         groups.append(file_cases("W3b FITS 512x512 int16+BZERO", f, N["w3"], N["w3"] * 512 * 512 * 2, 128,
-                                 [ours_floor, ("floor_astropy", "astropy decode (context)", "context")]))
+                                 [ours_floor, compress_floor, ("floor_astropy", "astropy decode (context)", "context")]))
     if "W4" in args.only:
         log("data: W4 TIFF ...")
         f = D / f"w4_tiff_{N['w4']}"
         data.ensure_files(f, [("tiff_u16", 512, 512)] * N["w4"], seed + 5, T)
         groups.append(file_cases("W4 TIFF 512x512 uint16 deflate", f, N["w4"], N["w4"] * 512 * 512 * 2, 128,
-                                 [ours_floor, ("floor_tifffile", "tifffile decode (context)", "context")]))
+                                 [ours_floor, compress_floor, ("floor_tifffile", "tifffile decode (context)", "context")]))
     if "W5" in args.only:
         log("data: W5 mixed ...")
         f = D / f"w5_mixed_{N['w5']}"
@@ -441,6 +442,19 @@ def groups_prep(c: Case, base: Path, work: Path) -> None:
     c.prep = prep
 
 
+def derived_bound(rows: list[dict], wl: str) -> list[dict]:
+    """Decode and compress must both happen for every image: with the same threads, the best a
+    converter can do is 1 / (1/decode + 1/compress) (writing the bytes not even counted)."""
+    d = [r for r in rows if r["workload"] == wl and r["role"] == "floor" and r.get("throughput")]
+    c = [r for r in rows if r["workload"] == wl and r["role"] == "cfloor" and r.get("throughput")]
+    if not d or not c or d[0]["unit"] != c[0]["unit"]:
+        return []
+    tp = 1.0 / (1.0 / d[0]["throughput"] + 1.0 / c[0]["throughput"])
+    return [{"workload": wl, "tool": "decode + compress bound (derived, not run)", "role": "bound",
+             "items": d[0]["items"], "bytes": d[0]["bytes"], "unit": d[0]["unit"], "note": "",
+             "throughput": tp, "median_s": d[0]["items"] / tp}]
+
+
 # ---------------------------------------------------------------------------------------- report
 def fmt_tp(d: dict) -> str:
     if "na" in d:
@@ -464,8 +478,10 @@ def render(rows: list[dict], ctx: dict, targets: list[dict]) -> str:
             ratio = ""
             if r["role"] != "ours" and "na" not in r and ours and "na" not in ours[0] and r.get("throughput"):
                 ratio = f"{ours[0]['throughput'] / r['throughput']:.2f}x"
-                if r["role"] in ("floor",):
+                if r["role"] == "floor":
                     ratio = f"{ours[0]['throughput'] / r['throughput']:.2f} of floor"
+                elif r["role"] == "bound":
+                    ratio = f"{ours[0]['throughput'] / r['throughput']:.2f} of bound"
             tool = r["tool"] + (f" [{r['note']}]" if r.get("note") else "")
             med = f"{r['median_s']:.3f}" if "median_s" in r else ""
             rss = f"{r['median_rss_mib']:.0f}" if "median_rss_mib" in r else ""
@@ -584,6 +600,7 @@ def main() -> int:
     ap.add_argument("--work-dir", default=default_work_dir(),
                     help="where outputs are written (default: tmpfs /dev/shm when present, see BENCHMARKS.md)")
     ap.add_argument("--out", default=str(HERE / "out"))
+    ap.add_argument("--prepare-only", action="store_true", help="generate inputs and set up peers, measure nothing")
     ap.add_argument("--timeout", type=float, help="per operation, seconds (default 900, quick 180)")
     args = ap.parse_args()
     args.only = {w.strip().upper() for w in args.only.split(",")}
@@ -598,6 +615,9 @@ def main() -> int:
     log(f"mode {'quick' if args.quick else 'full'}, threads {args.threads}, reps {reps} (+{args.warmup} warm-up), "
         f"load {load_before[0]:.2f}")
     groups, ctx = build(args, log)
+    if args.prepare_only:
+        log("inputs, peer venvs and base stores are ready (--prepare-only)")
+        return 0
     rows = []
     loads = {}
     for cases in groups:
@@ -607,6 +627,7 @@ def main() -> int:
         measure(cases, reps, args.warmup, timeout, log)
         loads[wl] = [la, os.getloadavg()[0]]
         rows.extend(summarize(c) for c in cases)
+        rows.extend(derived_bound(rows, wl))
     shutil.rmtree(args.work_dir, ignore_errors=True)
     targets = evaluate(rows)
     table = render(rows, ctx, targets)
