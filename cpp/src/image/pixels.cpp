@@ -118,18 +118,42 @@ Stats compute_stats(const void* data, DType dtype, std::uint64_t n) {
     using T = decltype(tag);
     const T* p = static_cast<const T*>(data);
     if constexpr (std::is_floating_point_v<T>) {
-      double lo = INFINITY, hi = -INFINITY, sum = 0;
-      std::uint64_t count = 0;
-      for (std::uint64_t i = 0; i < n; ++i) {
-        const double v = p[i];
-        if (std::isnan(v)) continue;
-        lo = std::min(lo, v);
-        hi = std::max(hi, v);
-        sum += v;
-        ++count;
+      // Independent lanes let the compiler vectorise the loop without reassociating one sum;
+      // NaN fails every comparison, so it drops out of min/max by itself.
+      constexpr std::uint64_t L = 8;
+      double sum[L] = {};
+      std::uint64_t count[L] = {};
+      T lo[L], hi[L];
+      std::fill(lo, lo + L, std::numeric_limits<T>::infinity());
+      std::fill(hi, hi + L, -std::numeric_limits<T>::infinity());
+      const std::uint64_t body = n / L * L;
+      for (std::uint64_t i = 0; i < body; i += L)
+        for (std::uint64_t j = 0; j < L; ++j) {
+          const T v = p[i + j];
+          const bool ok = v == v;
+          sum[j] += ok ? static_cast<double>(v) : 0.0;
+          count[j] += ok;
+          lo[j] = v < lo[j] ? v : lo[j];
+          hi[j] = v > hi[j] ? v : hi[j];
+        }
+      for (std::uint64_t i = body; i < n; ++i) {
+        const T v = p[i];
+        if (v != v) continue;
+        sum[0] += v;
+        ++count[0];
+        lo[0] = std::min(lo[0], v);
+        hi[0] = std::max(hi[0], v);
       }
-      if (count == 0) return {NAN, NAN, NAN};
-      return {lo, hi, sum / static_cast<double>(count)};
+      double total = 0, mn = INFINITY, mx = -INFINITY;
+      std::uint64_t cnt = 0;
+      for (std::uint64_t j = 0; j < L; ++j) {
+        total += sum[j];
+        cnt += count[j];
+        mn = std::min<double>(mn, lo[j]);
+        mx = std::max<double>(mx, hi[j]);
+      }
+      if (cnt == 0) return {NAN, NAN, NAN};
+      return {mn, mx, total / static_cast<double>(cnt)};
     } else {
       if (n == 0) return {NAN, NAN, NAN};
       T lo = p[0], hi = p[0];
