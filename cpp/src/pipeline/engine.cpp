@@ -114,7 +114,10 @@ void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const P
   const std::uint64_t total_images =
       row_end > row_begin ? std::min(g.N, row_end * g.n) - row_begin * g.n : 0;
   const unsigned workers = std::max(1u, job.workers);
-  const std::uint64_t window = 2 * workers + 2;
+  // Rows in flight: enough that workers keep decoding while one of them writes, bounded in
+  // bytes (about 64 MiB of raw rows) so memory stays independent of N and of the shard size.
+  const std::uint64_t row_bytes = std::max<std::uint64_t>(1, g.n * g.image_bytes());
+  const std::uint64_t window = std::max<std::uint64_t>(2 * workers + 2, std::min<std::uint64_t>(256, (64ull << 20) / row_bytes));
 
   std::mutex mu;
   std::condition_variable cv_window, cv_main;
