@@ -8,6 +8,7 @@
 #include <limits>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "i2z/error.hpp"
@@ -58,6 +59,39 @@ bool int_value(std::string_view card, long long* out) {
   return r.ec == std::errc() && r.ptr != first;
 }
 
+// The value as cfitsio's ffpsvc extracts it: a quoted string with its quotes, else the text up
+// to a '/' comment, without surrounding blanks.
+std::string_view value_text(std::string_view card) {
+  if (card[8] != '=') return {};
+  std::string_view v = card.substr(10);
+  while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+  if (!v.empty() && v.front() == '\'') {
+    std::size_t i = 1;
+    while (i < v.size()) {
+      if (v[i] != '\'') {
+        ++i;
+      } else if (i + 1 < v.size() && v[i + 1] == '\'') {
+        i += 2;
+      } else {
+        ++i;
+        break;
+      }
+    }
+    return v.substr(0, i);
+  }
+  v = v.substr(0, v.find('/'));
+  while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
+  return v;
+}
+
+// "PREFIXn" -> n (>= 1), else 0.
+long long suffix_number(std::string_view key, std::string_view prefix) {
+  if (key.size() <= prefix.size() || key.substr(0, prefix.size()) != prefix) return 0;
+  long long n = 0;
+  const auto r = std::from_chars(key.data() + prefix.size(), key.data() + key.size(), n);
+  return r.ec == std::errc() && r.ptr == key.data() + key.size() && n >= 1 ? n : 0;
+}
+
 bool logical_true(std::string_view card) {
   if (card[8] != '=') return false;
   std::size_t i = 10;
@@ -72,8 +106,11 @@ void check_fits_headers(int fd, std::uint64_t size) {
   std::uint64_t pos = 0;
   for (int hdu = 0; hdu < kMaxHdus && pos < size; ++hdu) {
     long long naxis = 0, bitpix = 0, pcount = 0, gcount = 1;
-    bool groups = false;
+    bool groups = false, zimage = false;
     std::vector<std::uint64_t> axes;  // NAXIS1.. as declared (0 when absent or invalid)
+    // Problems that matter only in a tile-compressed HDU (ZIMAGE = T may come later).
+    std::vector<std::string> compressed_problems;
+    std::vector<std::pair<long long, std::string>> znames, zvals;  // (n, value text)
     for (bool end = false; !end;) {
       if (size - pos < kBlock || !read_block(fd, pos, block.data())) return;
       pos += kBlock;
@@ -104,9 +141,43 @@ void check_fits_headers(int fd, std::uint64_t size) {
           int_value(card, &gcount);
         } else if (key == "GROUPS") {
           groups = logical_true(card);
+        } else if (key == "ZIMAGE") {
+          zimage = logical_true(card);
         }
+        // cfitsio reads these as 64-bit integers; its ffc2j builds its error message for a
+        // value it cannot convert in an 81-byte buffer with room for 28 characters of the value,
+        // so a longer bad value overflows it (glibc's fortify check aborts the process).
+        const std::string_view text = value_text(card);
+        const bool long_integer_key = key == "ZBITPIX" || key == "ZNAXIS" || key == "ZBLANK" ||
+                                      key == "ZDITHER0" || suffix_number(key, "ZNAXIS") ||
+                                      suffix_number(key, "ZTILE") || suffix_number(key, "ZVAL");
+        if (key == "BLANK" && text.size() > 28)
+          fail(ErrorKind::Value, "FITS HDU " + std::to_string(hdu) + " has an invalid BLANK value");
+        if (long_integer_key && text.size() > 28)
+          compressed_problems.push_back("an invalid " + std::string(key) + " value");
+        // cfitsio divides by ZTILEn while reading the header (imcomp_get_compressed_image_par):
+        // 0, or a value it cannot read as an integer (the size stays 0), is SIGFPE. It looks a
+        // keyword up from its current position in the header, so every card of the name counts.
+        if (suffix_number(key, "ZTILE") && (!int_value(card, &v) || v <= 0))
+          compressed_problems.push_back(std::string(key) + " = " + std::string(text.substr(0, 28)) +
+                                        " (tile sizes must be positive integers)");
+        if (const long long n = suffix_number(key, "ZNAME")) znames.emplace_back(n, text);
+        if (const long long n = suffix_number(key, "ZVAL")) zvals.emplace_back(n, text);
       }
     }
+    // The RICE block size is a divisor too (SIGFPE when 0).
+    for (const auto& [n, name] : znames) {
+      if (name.find("BLOCKSIZE") == std::string::npos) continue;
+      for (const auto& [m, val] : zvals) {
+        long long b = 0;
+        const auto r = std::from_chars(val.data(), val.data() + val.size(), b);
+        if (m == n && (r.ec != std::errc() || b <= 0))
+          compressed_problems.push_back("BLOCKSIZE = " + val.substr(0, 28) + " (must be a positive integer)");
+      }
+    }
+    if (zimage && !compressed_problems.empty())
+      fail(ErrorKind::Value, "FITS HDU " + std::to_string(hdu) + " is a tile-compressed image with " +
+                                 compressed_problems[0]);
     // Data unit: |BITPIX|/8 * GCOUNT * (PCOUNT + NAXIS1 * ... * NAXISn), NAXIS1 = 0 skipped
     // for random groups; padded to whole blocks.
     if ((bitpix != 8 && bitpix != 16 && bitpix != 32 && bitpix != 64 && bitpix != -32 && bitpix != -64) ||
