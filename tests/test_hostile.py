@@ -158,6 +158,9 @@ def test_png_and_tiff_bombs_are_per_image_errors_without_allocating(tmp_path: Pa
          + ["XTENSION= 'IMAGE   '", "BITPIX  = 8", "NAXIS   = 999"]
          + [f"NAXIS{i:<3d}= 1" for i in range(1, 1000)] + ["PCOUNT  = 0", "GCOUNT  = 1"]),
         ("bitpix_absurd", ["SIMPLE  = T", "BITPIX  = 12345", "NAXIS   = 2", "NAXIS1  = 4", "NAXIS2  = 4"]),
+        # cfitsio's ffc2j overflowed its message buffer on a long unconvertible value (abort).
+        ("blank_long_string", ["SIMPLE  = T", "BITPIX  = 16", "NAXIS   = 2", "NAXIS1  = 4", "NAXIS2  = 4",
+                               "BLANK   = '" + "a" * 40 + "'"]),
     ],
 )
 def test_fits_with_absurd_naxis_is_a_per_image_error(tmp_path: Path, name: str, cards: list[str]) -> None:
@@ -173,6 +176,31 @@ def test_fits_with_absurd_naxis_is_a_per_image_error(tmp_path: Path, name: str, 
     assert errors[f"b_{name}.fits"], f"b_{name}.fits should have failed"
     if name in ("huge_axes", "overflowing_product"):
         assert "max_pixels" in errors[f"b_{name}.fits"]
+
+
+@pytest.mark.parametrize("old, new", [(b"ZTILE2  =", "ZTILE2  =                    0"),
+                                      (b"ZNAME1  = 'BLOCKSIZE'", "ZTILE1  = 'BLOCKSIZE'"),
+                                      (b"ZVAL1   =", "ZVAL1   =                    0"),
+                                      (b"ZNAXIS1 =", "ZNAXIS1 = " + "x" * 40)],
+                         ids=["ztile_zero", "duplicate_ztile_string", "rice_blocksize_zero", "znaxis1_junk"])
+def test_fits_tile_compressed_with_bad_tile_size_is_a_per_image_error(tmp_path: Path, old: bytes, new: str) -> None:
+    """cfitsio 4.2 divides by the tile and RICE block sizes (0, or a ZTILEn it cannot read, was
+    SIGFPE) and overflows a message buffer on long invalid integer values (abort); found by
+    fuzz_fits."""
+    from astropy.io import fits
+
+    d = tmp_path / "in"
+    d.mkdir()
+    fits.PrimaryHDU(GOOD.astype(np.int16)).writeto(d / "a_good.fits")
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(GOOD.astype(np.int16), compression_type="RICE_1")]).writeto(
+        d / "b_tiles.fits")
+    blob = bytearray((d / "b_tiles.fits").read_bytes())
+    at = blob.index(old)
+    blob[at:at + 80] = new.ljust(80).encode()
+    (d / "b_tiles.fits").write_bytes(bytes(blob))
+    _, errors = peak_rss_of_convert(tmp_path / "o.zarr", d)
+    assert errors["a_good.fits"] is None
+    assert errors["b_tiles.fits"] and "tile-compressed" in errors["b_tiles.fits"], errors["b_tiles.fits"]
 
 
 def test_tiff_with_thousands_of_pages_reads_only_page_zero(tmp_path: Path) -> None:

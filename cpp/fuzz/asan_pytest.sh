@@ -15,7 +15,7 @@ cd "$root"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DI2Z_SANITIZE=ON -DI2Z_BUILD_PYTHON=ON \
   -DI2Z_BUILD_TESTS=OFF -DPython_EXECUTABLE="$(command -v "$python")" >/dev/null
 cmake --build "$build" -j "${JOBS:-2}" --target _core
-stage="$build/stage"
+stage="$(cd "$build" && pwd)/stage"
 rm -rf "$stage"
 mkdir -p "$stage/images_to_zarr"
 cp python/images_to_zarr/*.py "$stage/images_to_zarr/"

@@ -41,7 +41,7 @@ for t in "${targets[@]}"; do
   "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len="$(max_len "$t")" \
     -artifact_prefix="$build/artifacts/$t/" -print_final_stats=1 "${dict[@]}" "${dirs[@]}" >"$log" 2>&1
   rc=$?
-  grep -E "^#[0-9]+ +(INITED|DONE)|stat::number_of_executed_units|stat::peak_rss_mb" "$log" | tail -4
+  grep -E "^#[0-9]+[[:space:]]+(INITED|DONE)|stat::number_of_executed_units|stat::peak_rss_mb" "$log" | tail -4
   if [ $rc -ne 0 ]; then
     echo "!! fuzz_$t reported a finding (exit $rc); see $log and $build/artifacts/$t/"
     grep -E "ERROR|runtime error|invariant|SUMMARY" "$log" | head -5
