@@ -92,6 +92,50 @@ long long suffix_number(std::string_view key, std::string_view prefix) {
   return r.ec == std::errc() && r.ptr == key.data() + key.size() && n >= 1 ? n : 0;
 }
 
+// At most 28 characters of a header value for a message, bytes outside printable ASCII as '?'
+// (messages reach Python as UTF-8 text).
+std::string shown(std::string_view text) {
+  std::string out(text.substr(0, 28));
+  for (char& c : out)
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7E) c = '?';
+  return text.size() > 28 ? out + "..." : out;
+}
+
+// Keywords cfitsio or the FITS reader read as 64-bit integers.
+bool integer_key(std::string_view key) {
+  static constexpr std::string_view kPlain[] = {"BITPIX", "NAXIS",   "PCOUNT", "GCOUNT", "BLANK",   "THEAP",
+                                                "TFIELDS", "EXTVER", "EXTLEVEL", "ZBITPIX", "ZNAXIS", "ZBLANK",
+                                                "ZDITHER0", "ZPCOUNT", "ZGCOUNT"};
+  for (auto k : kPlain)
+    if (key == k) return true;
+  for (auto prefix : {"NAXIS", "ZNAXIS", "ZTILE", "ZVAL", "TNULL", "TBCOL"})
+    if (suffix_number(key, prefix)) return true;
+  return false;
+}
+
+// Characters from column 11 to the end of the value (leading blanks included, as cfitsio may
+// keep them).
+std::size_t raw_value_length(std::string_view card) {
+  if (card[8] != '=') return 0;
+  const std::string_view text = value_text(card);
+  return static_cast<std::size_t>(text.data() + text.size() - (card.data() + 10));
+}
+
+// Whether cfitsio converts `text` to a 64-bit integer without error: an integer in range, or a
+// number (FITS also writes D exponents) whose value is in range.
+bool fits_long_long(std::string_view text) {
+  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
+  long long i = 0;
+  auto r = std::from_chars(text.data(), text.data() + text.size(), i);
+  if (r.ec == std::errc() && r.ptr == text.data() + text.size()) return true;
+  std::string t(text);
+  for (char& c : t)
+    if (c == 'D' || c == 'd') c = 'E';
+  double d = 0;
+  const auto rd = std::from_chars(t.data(), t.data() + t.size(), d);
+  return rd.ec == std::errc() && rd.ptr == t.data() + t.size() && d > -9.2e18 && d < 9.2e18;
+}
+
 bool logical_true(std::string_view card) {
   if (card[8] != '=') return false;
   std::size_t i = 10;
@@ -106,7 +150,7 @@ void check_fits_headers(int fd, std::uint64_t size) {
   std::uint64_t pos = 0;
   for (int hdu = 0; hdu < kMaxHdus && pos < size; ++hdu) {
     long long naxis = 0, bitpix = 0, pcount = 0, gcount = 1;
-    bool groups = false, zimage = false;
+    bool groups = false, zimage = false, rice = false;
     std::vector<std::uint64_t> axes;  // NAXIS1.. as declared (0 when absent or invalid)
     // Problems that matter only in a tile-compressed HDU (ZIMAGE = T may come later).
     std::vector<std::string> compressed_problems;
@@ -143,37 +187,44 @@ void check_fits_headers(int fd, std::uint64_t size) {
           groups = logical_true(card);
         } else if (key == "ZIMAGE") {
           zimage = logical_true(card);
+        } else if (key == "ZCMPTYPE") {
+          rice = rice || value_text(card).find("RICE") != std::string_view::npos;
         }
-        // cfitsio reads these as 64-bit integers; its ffc2j builds its error message for a
-        // value it cannot convert in an 81-byte buffer with room for 28 characters of the value,
-        // so a longer bad value overflows it (glibc's fortify check aborts the process).
+        // cfitsio (and the FITS reader through it) reads these as 64-bit integers. ffc2j builds
+        // the error message for a value it cannot convert in an 81-byte buffer with room for 28
+        // characters of it, so a longer bad value overflows it (glibc's fortify check aborts).
         const std::string_view text = value_text(card);
-        const bool long_integer_key = key == "ZBITPIX" || key == "ZNAXIS" || key == "ZBLANK" ||
-                                      key == "ZDITHER0" || suffix_number(key, "ZNAXIS") ||
-                                      suffix_number(key, "ZTILE") || suffix_number(key, "ZVAL");
-        if (key == "BLANK" && text.size() > 28)
-          fail(ErrorKind::Value, "FITS HDU " + std::to_string(hdu) + " has an invalid BLANK value");
-        if (long_integer_key && text.size() > 28)
-          compressed_problems.push_back("an invalid " + std::string(key) + " value");
+        if (integer_key(key) && raw_value_length(card) > 28 && !fits_long_long(text))
+          fail(ErrorKind::Value, "FITS HDU " + std::to_string(hdu) + " has an invalid " + std::string(key) +
+                                     " value (" + shown(text) + ")");
+        // A table column's name or format as bare text filling the value field: cfitsio's ffgtbp
+        // strcpy()s it into a 70-byte ttype (or 10-byte tform) field, one byte short.
+        const bool column_text_key = suffix_number(key, "TTYPE") || suffix_number(key, "TUNIT") ||
+                                     suffix_number(key, "TFORM") || suffix_number(key, "TDIM") ||
+                                     suffix_number(key, "TNULL") || suffix_number(key, "TDISP");
+        if (column_text_key && !text.empty() && text.front() != '\'' && raw_value_length(card) >= 69)
+          fail(ErrorKind::Value, "FITS HDU " + std::to_string(hdu) + " has an invalid " + std::string(key) +
+                                     " value (" + shown(text) + "; a quoted string is expected)");
         // cfitsio divides by ZTILEn while reading the header (imcomp_get_compressed_image_par):
         // 0, or a value it cannot read as an integer (the size stays 0), is SIGFPE. It looks a
         // keyword up from its current position in the header, so every card of the name counts.
         if (suffix_number(key, "ZTILE") && (!int_value(card, &v) || v <= 0))
-          compressed_problems.push_back(std::string(key) + " = " + std::string(text.substr(0, 28)) +
+          compressed_problems.push_back(std::string(key) + " = " + shown(text) +
                                         " (tile sizes must be positive integers)");
         if (const long long n = suffix_number(key, "ZNAME")) znames.emplace_back(n, text);
         if (const long long n = suffix_number(key, "ZVAL")) zvals.emplace_back(n, text);
       }
     }
-    // The RICE block size is a divisor too (SIGFPE when 0).
-    for (const auto& [n, name] : znames) {
-      if (name.find("BLOCKSIZE") == std::string::npos) continue;
-      for (const auto& [m, val] : zvals) {
-        long long b = 0;
-        const auto r = std::from_chars(val.data(), val.data() + val.size(), b);
-        if (m == n && (r.ec != std::errc() || b <= 0))
-          compressed_problems.push_back("BLOCKSIZE = " + val.substr(0, 28) + " (must be a positive integer)");
-      }
+    // The RICE block size is a divisor too (SIGFPE when 0). cfitsio takes it from ZVAL1 of a
+    // RICE HDU whatever ZNAME1 says, and from a ZVALn whose ZNAMEn is BLOCKSIZE.
+    for (const auto& [m, val] : zvals) {
+      bool block_size = rice && m == 1;
+      for (const auto& [n, name] : znames) block_size = block_size || (n == m && name.find("BLOCKSIZE") != std::string::npos);
+      long long b = 0;
+      const auto r = std::from_chars(val.data(), val.data() + val.size(), b);
+      if (block_size && (r.ec != std::errc() || b <= 0))
+        compressed_problems.push_back("a RICE block size ZVAL" + std::to_string(m) + " = " + shown(val) +
+                                      " (must be a positive integer)");
     }
     if (zimage && !compressed_problems.empty())
       fail(ErrorKind::Value, "FITS HDU " + std::to_string(hdu) + " is a tile-compressed image with " +

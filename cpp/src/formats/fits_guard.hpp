@@ -11,7 +11,9 @@
 //     0: cfitsio divides by them (SIGFPE);
 //   * BLANK, or ZBITPIX, ZNAXIS, ZNAXISn, ZTILEn, ZVALn, ZBLANK, ZDITHER0 of a tile-compressed
 //     HDU, holding an unconvertible value longer than 28 characters: ffc2j's error message
-//     overflows its 81-byte buffer (glibc's fortify check aborts).
+//     overflows its 81-byte buffer (glibc's fortify check aborts);
+//   * a table's TTYPEn (TUNITn, TFORMn, ...) given as bare text filling the value field:
+//     ffgtbp strcpy()s it into a 70-byte field (fortify abort).
 #pragma once
 #include <cstdint>
 
