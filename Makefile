@@ -41,14 +41,14 @@ bench-quick:
 
 # Hardening (FUZZING.md). Neither target is part of `make test`.
 # fuzz: clang + libFuzzer harnesses of cpp/fuzz/, each run FUZZ_SECONDS (one after the other).
-# test-asan: the GoogleTest suite under ASan + UBSan, then the Python subset of ASAN_PYTESTS against
-# an ASan build of the extension (loaded with LD_PRELOAD of libasan; leak checks off for Python).
+# test-asan: the GoogleTest suite under ASan + UBSan, then the pytest suite (ASAN_PYTESTS) against an
+# ASan build of the extension (loaded with LD_PRELOAD of libasan; leak checks off for Python).
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= png jpeg tiff fits shard zarr_json
 FUZZ_BUILD := build/fuzz
 ASAN_BUILD := build/asan
 ASAN_PY_BUILD := build/asan-py
-ASAN_PYTESTS ?= tests/test_hostile.py tests/test_reader.py tests/test_formats_png_jpeg.py tests/test_formats_tiff.py tests/test_formats_fits.py tests/test_convert_files.py
+ASAN_PYTESTS ?= tests
 
 fuzz:
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DI2Z_BUILD_FUZZ=ON -DI2Z_BUILD_PYTHON=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo

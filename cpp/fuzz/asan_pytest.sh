@@ -3,8 +3,9 @@
 #   cpp/fuzz/asan_pytest.sh BUILD_DIR test_file...
 # Builds _core with -DI2Z_SANITIZE=ON into BUILD_DIR (GCC, like the normal build), stages it
 # with the Python sources in BUILD_DIR/stage, and runs pytest with libasan preloaded (the
-# interpreter itself is not instrumented). The editable install's import hook is removed first
-# so that `import images_to_zarr` resolves to the staged, instrumented copy (checked).
+# interpreter itself is not instrumented; child interpreters inherit it). A sitecustomize.py in
+# the stage removes the editable install's import hook, so that `import images_to_zarr` resolves
+# to the staged, instrumented copy in pytest (checked) and in the processes the tests start.
 # Leak checking is off: CPython and numpy keep allocations alive until exit by design.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -20,18 +21,31 @@ rm -rf "$stage"
 mkdir -p "$stage/images_to_zarr"
 cp python/images_to_zarr/*.py "$stage/images_to_zarr/"
 cp "$build"/_core*.so "$stage/images_to_zarr/"
+# Every interpreter started with this PYTHONPATH (pytest, and the CLI / worker / writer processes
+# the tests start) drops the editable install's import hook, so it imports the staged copy.
+cat >"$stage/sitecustomize.py" <<'PY'
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
+PY
 libasan="$(${CXX:-g++} -print-file-name=libasan.so)"
 [ -f "$libasan" ] || { echo "libasan not found ($libasan)"; exit 2; }
+# libstdc++ too: the interpreter does not link it, and ASan's __cxa_throw interceptor must find
+# the real one at start-up (else the first C++ exception fails a CHECK and aborts).
+libstdcxx="$(${CXX:-g++} -print-file-name=libstdc++.so.6)"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export PYTHONPATH="$stage${PYTHONPATH:+:$PYTHONPATH}"
-LD_PRELOAD="$libasan" "$python" - "$stage" "$@" <<'PY'
+# The runner is a file, not stdin: spawned worker processes (multiprocessing, Dask) re-run the
+# parent's __main__ by path.
+runner="$build/run_pytest.py"
+cat >"$runner" <<'PY'
 import sys
 stage = sys.argv[1]
-sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
 import images_to_zarr._core as core
 assert core.__file__.startswith(stage), f"not the ASan build: {core.__file__}"
-print(f"ASan extension: {core.__file__}", flush=True)
-import pytest
-sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *sys.argv[2:]]))
+if __name__ == "__main__":
+    print(f"ASan extension: {core.__file__}", flush=True)
+    import pytest
+    sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *sys.argv[2:]]))
 PY
+LD_PRELOAD="$libasan $libstdcxx" "$python" "$runner" "$stage" "$@"
