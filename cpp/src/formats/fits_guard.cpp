@@ -101,14 +101,15 @@ std::string shown(std::string_view text) {
   return text.size() > 28 ? out + "..." : out;
 }
 
-// Keywords cfitsio or the FITS reader read as 64-bit integers.
+// Keywords cfitsio or the FITS reader read as 64-bit integers. (Not TNULLn: a string in ASCII
+// tables, and cfitsio survives a long one in either kind of table.)
 bool integer_key(std::string_view key) {
   static constexpr std::string_view kPlain[] = {"BITPIX", "NAXIS",   "PCOUNT", "GCOUNT", "BLANK",   "THEAP",
                                                 "TFIELDS", "EXTVER", "EXTLEVEL", "ZBITPIX", "ZNAXIS", "ZBLANK",
                                                 "ZDITHER0", "ZPCOUNT", "ZGCOUNT"};
   for (auto k : kPlain)
     if (key == k) return true;
-  for (auto prefix : {"NAXIS", "ZNAXIS", "ZTILE", "ZVAL", "TNULL", "TBCOL"})
+  for (auto prefix : {"NAXIS", "ZNAXIS", "ZTILE", "ZVAL"})
     if (suffix_number(key, prefix)) return true;
   return false;
 }
