@@ -246,6 +246,7 @@ def test_keep_not_on_a_boundary_is_not_possible(tmp_path, keep):
         lambda t: t.set_column(2, "file_size_bytes", t.column(2).cast(pa.int32())),  # other type
         lambda t: t.rename_columns([*t.column_names[:-1], "header"]),  # other name
         lambda t: t.select([1, 0, 2, 3, 4, 5]),  # other order
+        lambda t: t.set_column(4, "category", t.column(4).dictionary_encode()),  # same Parquet, other Arrow type
     ],
 )
 def test_schema_mismatch_is_not_possible(tmp_path, change):

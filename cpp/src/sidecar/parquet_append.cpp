@@ -23,8 +23,10 @@ using thrift::CType;
 using thrift::Value;
 
 // FileMetaData
-constexpr std::int16_t kFmSchema = 2, kFmNumRows = 3, kFmRowGroups = 4, kFmColumnOrders = 7, kFmEncAlgo = 8,
-                       kFmFooterSigningKey = 9;
+constexpr std::int16_t kFmSchema = 2, kFmNumRows = 3, kFmRowGroups = 4, kFmKeyValue = 5, kFmColumnOrders = 7,
+                       kFmEncAlgo = 8, kFmFooterSigningKey = 9;
+// KeyValue
+constexpr std::int16_t kKvKey = 1, kKvValue = 2;
 // RowGroup
 constexpr std::int16_t kRgColumns = 1, kRgNumRows = 3, kRgFileOffset = 5, kRgOrdinal = 7;
 // ColumnChunk
@@ -153,6 +155,19 @@ Footer read_footer(Source& src, const char* which) {
   return f;
 }
 
+// The value stored under `key` in the file's key/value metadata, or nullopt.
+std::optional<std::string> kv_value(const Value& meta, const std::string& key) {
+  const thrift::Field* kv = meta.find(kFmKeyValue);
+  if (!kv || kv->value.type != CType::List) return std::nullopt;
+  for (const Value& e : kv->value.items) {
+    const thrift::Field* k = e.find(kKvKey);
+    if (!k || k->value.bin != key) continue;
+    const thrift::Field* v = e.find(kKvValue);
+    return v ? v->value.bin : std::string();
+  }
+  return std::nullopt;
+}
+
 Value& field(Value& s, std::int16_t id, CType t, const char* what) {
   thrift::Field* f = s.find(id);
   if (!f || f->value.type != t) not_possible(std::string("missing or mistyped ") + what);
@@ -211,6 +226,9 @@ class Appender {
     const thrift::Field* nco = nm.find(kFmColumnOrders);
     if (!oco != !nco || (oco && thrift::encode_struct(wrap(oco->value)) != thrift::encode_struct(wrap(nco->value))))
       not_possible("the column orders differ");
+    // Readers apply the old file's Arrow schema to every row group: the new rows must have been
+    // written under the same one (one Parquet schema can carry several Arrow types).
+    if (kv_value(om, "ARROW:schema") != kv_value(nm, "ARROW:schema")) not_possible("the Arrow schemas differ");
 
     // Old row groups wholly inside the first keep_ rows.
     Value& old_rgs = field(om, kFmRowGroups, CType::List, "row_groups");

@@ -22,10 +22,16 @@
 // Returns true when the file was written. Returns false, writing nothing, when such an append is
 // not possible and the caller must rewrite the file itself: old_key missing; either file not a
 // plaintext-footer Parquet file or its footer malformed (never a crash); encrypted files; column
-// chunks stored in other files; the two schemas (SchemaElement lists) or column orders differ;
+// chunks stored in other files; the two schemas (SchemaElement lists), column orders or
+// ARROW:schema key/value entries differ (readers apply the old file's Arrow schema to all rows);
 // keep_rows above the old row count or not on an old row-group boundary; more than 32767 row
 // groups with ordinals; anything else unexpected. *why_not (when given) receives the reason.
 // Throws i2z::Error(IO) when the store or the new file cannot be read or written.
+//
+// Python (store_bindings.cpp), GIL released:
+//   _core.parquet_append(store: _core.Store, old_key: str, keep_rows: int,
+//                        new_rows: bytes | str | os.PathLike, out_key: str) -> bool
+// keys are relative to the store (a directory or s3:// prefix); OSError on I/O failure.
 #pragma once
 #include <cstdint>
 #include <span>
