@@ -18,7 +18,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-
 from images_to_zarr import _core
 from test_s3_store import _loopback_without_proxy, s3_server  # noqa: F401 - fixtures are found by name
 
@@ -35,7 +34,10 @@ def make_table(start: int, n: int, dictionary: bool = False) -> pa.Table:
             "file_size_bytes": pa.array([None if i % 13 == 0 else 1000 + i for i in idx], pa.int64()),
             "mean_value": pa.array(values, pa.float64()),
             "category": cats.dictionary_encode() if dictionary else cats,
-            "fits_header": pa.array([None if i % 2 else '{"NAXIS": 2, "I": %d}' % i for i in idx], pa.string()),
+            "fits_header": pa.array(
+                [None if i % 2 else f'{{"NAXIS": 2, "I": {i}}}' for i in idx],
+                pa.string(),
+            ),
         }
     )
 
@@ -48,9 +50,7 @@ def parquet_bytes(table: pa.Table, **kw: Any) -> bytes:
 
 def nan_free(t: pa.Table) -> pa.Table:
     """NaN != NaN in Table.equals: replace NaN by a sentinel (nulls stay null)."""
-    cols = [
-        pc.if_else(pc.is_nan(c), -1e300, c) if pa.types.is_floating(c.type) else c for c in t.columns
-    ]
+    cols = [pc.if_else(pc.is_nan(c), -1e300, c) if pa.types.is_floating(c.type) else c for c in t.columns]
     return pa.table(cols, names=t.column_names)
 
 
@@ -152,7 +152,11 @@ def local_store(tmp_path: Path):
 @pytest.mark.parametrize("page_index", [False, True])
 @pytest.mark.parametrize("dictionary", [False, True])
 def test_merge_equals_concat(tmp_path, compression, page_index, dictionary):
-    kw = dict(compression=compression, write_page_index=page_index, write_statistics=True)
+    kw = {
+        "compression": compression,
+        "write_page_index": page_index,
+        "write_statistics": True,
+    }
     old = make_table(0, 300, dictionary)
     new = make_table(300, 70, dictionary)
     (tmp_path / "side.parquet").write_bytes(parquet_bytes(old, row_group_size=100, **kw))
@@ -291,14 +295,25 @@ def test_missing_corrupt_and_encrypted_inputs_are_not_possible(tmp_path):
 
 
 @pytest.mark.s3
-def test_s3_append(s3_server):
+def test_s3_append(s3_server):  # noqa: F811 - the imported fixture
     prefix = f"pq-{uuid.uuid4().hex[:8]}"
     store = s3_server.store(prefix)
     old = make_table(0, 200)
     new = make_table(200, 30)
-    store.set("x_metadata.parquet", parquet_bytes(old, row_group_size=100, write_page_index=True))
-    assert _core.parquet_append(store, "x_metadata.parquet", 200, parquet_bytes(new, write_page_index=True),
-                                "x_metadata.parquet") is True
+    store.set(
+        "x_metadata.parquet",
+        parquet_bytes(old, row_group_size=100, write_page_index=True),
+    )
+    assert (
+        _core.parquet_append(
+            store,
+            "x_metadata.parquet",
+            200,
+            parquet_bytes(new, write_page_index=True),
+            "x_metadata.parquet",
+        )
+        is True
+    )
     merged = store.get("x_metadata.parquet")
     assert_tables_equal(pq.read_table(io.BytesIO(merged)), pa.concat_tables([old, new]))
     assert pq.ParquetFile(io.BytesIO(merged)).metadata.num_row_groups == 3
@@ -306,3 +321,16 @@ def test_s3_append(s3_server):
     assert store.get("y.parquet") is None
     assert store.list("") == ["x_metadata.parquet"]
 
+
+@pytest.mark.s3
+def test_s3_append_multipart(s3_server):  # noqa: F811 - the imported fixture
+    """A side-car larger than one part: streamed in pieces, committed by multipart completion."""
+    store = s3_server.store(f"pq-{uuid.uuid4().hex[:8]}", part_size=str(5 << 20))
+    blobs = pa.array([os.urandom(1024) for _ in range(7000)], pa.binary())  # 7 MiB, incompressible
+    old = make_table(0, 7000).append_column("blob", blobs)
+    new = make_table(7000, 5).append_column("blob", blobs.slice(0, 5))
+    store.set("m.parquet", parquet_bytes(old, compression="none", row_group_size=3500))
+    assert _core.parquet_append(store, "m.parquet", 7000, parquet_bytes(new, compression="none"), "m.parquet")
+    merged = store.get("m.parquet")
+    assert len(merged) > 7 << 20
+    assert_tables_equal(pq.read_table(io.BytesIO(merged)), pa.concat_tables([old, new]))
