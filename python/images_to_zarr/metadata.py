@@ -117,11 +117,11 @@ class SidecarWriter:
     """Streams the side-car rows of one conversion, one Parquet row group per ``write()``.
 
     ``start`` is the array index of the run's first image (N before an append). ``file_keys``
-    names the files of a file conversion (their paths come with the records); it is ``None`` for an
-    in-memory array, whose ``user_rows`` are a list of dicts. ``write(first_index, records)`` must
-    come in image order. The CSV (user data) stays in memory;
-    of the images only the rows in flight are held. ``finish()`` publishes the side-car atomically;
-    ``abort()`` drops the temporary files.
+    names the files of a file conversion (their paths come with the records); it is ``None`` for
+    an in-memory array, whose ``user_rows`` are a list of dicts. ``write(first_index, records)``
+    calls must come in image order. The CSV (user data) stays in memory; of the images, only the
+    rows being written are. ``finish()`` publishes the side-car atomically; ``abort()`` drops the
+    temporary files.
     """
 
     def __init__(
@@ -371,10 +371,13 @@ def finish_append(old_location: StoreLocation, keep: int, new_rows_file: Path, o
                 part = pa.Table.from_batches([batch]).slice(0, left)
                 writer.write_table(_conform(part, schema))
                 left -= part.num_rows
+                del batch, part
+                pa.default_memory_pool().release_unused()  # as in SidecarWriter.write
                 if left == 0:
                     break
             for i in range(new.num_row_groups):
                 writer.write_table(_conform(new.read_row_group(i), schema))
+                pa.default_memory_pool().release_unused()
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise _write_error(out_location, e) from e
