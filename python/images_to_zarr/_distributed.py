@@ -1,5 +1,6 @@
 """Scale-out on Dask: the client probes (on the workers) and plans, tasks write disjoint shard
-ranges with the C++ engine, the client gathers the records and commits.
+ranges with the C++ engine and return their shards' records, which the client streams into the
+side-car in shard order (one task result in memory at a time), then commits.
 
 Shards are committed by rename (each task writes whole shard objects), so a task that dies or is
 retried never leaves a visible partial shard, and the output is byte-identical to a local run.
@@ -15,7 +16,7 @@ from images_to_zarr import _core
 from images_to_zarr._logging import logger
 
 
-def _client(scheduler: Any) -> Any:
+def connect(scheduler: Any) -> Any:
     from distributed import Client
 
     if isinstance(scheduler, Client):
@@ -38,17 +39,28 @@ def _batches(n: int, parts: int) -> list[tuple[int, int]]:
     return [(i, min(n, i + size)) for i in range(0, n, size)]
 
 
-def run_distributed(conversion: Any, files: list[str], scheduler: Any, options: dict[str, Any],
-                    progress: bool) -> dict[str, Any]:
-    client = _client(scheduler)
-    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+def _workers(client: Any) -> int:
+    return max(1, len(client.scheduler_info().get("workers", {})))
+
+
+def plan(conversion: Any, files: list[str], client: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """Probes the headers in Dask tasks and plans the conversion on the client."""
     probe_opts = {k: options[k] for k in ("fits_extension", "max_pixels") if k in options}
     probe_opts["num_workers"] = 1
     futures = [client.submit(_probe_task, files[a:b], probe_opts, pure=False, retries=3)
-               for a, b in _batches(len(files), 4 * n_workers)]
-    plan = conversion.plan(client.gather(futures))
+               for a, b in _batches(len(files), 4 * _workers(client))]
+    return conversion.plan(client.gather(futures))
+
+
+def write(conversion: Any, plan: dict[str, Any], files: list[str], client: Any, progress: bool,
+          sidecar: Any) -> dict[str, Any]:
+    """Writes the remaining shards in Dask tasks and streams every shard's records to ``sidecar``
+    in shard order (the saved ones of a resumed run first)."""
     S, start, total = plan["shard_images"], plan["start_index"], plan["total_images"]
+    for s in range(start // S, plan["first_shard"]):
+        sidecar.write(max(s * S, start), conversion.saved_records(s))
     shards = plan["end_shard"] - plan["first_shard"]
+    n_workers = _workers(client)
     # Contiguous shard ranges, a few per worker, so the first shard's append carry stays in one task.
     tasks = []
     for a, b in _batches(shards, 4 * n_workers):
@@ -60,22 +72,22 @@ def run_distributed(conversion: Any, files: list[str], scheduler: Any, options: 
         from tqdm import tqdm
 
         bar = tqdm(total=len(tasks), desc="shard tasks", unit="task", leave=False)
-    from distributed import as_completed
-
-    for _ in as_completed(tasks):
+    try:
+        # In task order; results of tasks that finish early wait on their workers, not here.
+        tasks.reverse()
+        while tasks:
+            result = tasks.pop().result()  # dropping the future lets Dask forget the result
+            for w in result["warnings"]:
+                logger.warning(w)
+            for first_index, columns in result["shards"]:
+                sidecar.write(first_index, columns)
+            del result
+            if bar is not None:
+                bar.update(1)
+    finally:
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    results = client.gather(tasks)
-    records: dict[str, list[Any]] = {k: list(v) for k, v in plan["done_records"].items()}
-    for r in results:
-        for w in r["warnings"]:
-            logger.warning(w)
-        for k, v in r["records"].items():
-            records[k].extend(v)
+            bar.close()
     conversion.finish()
-    failed = sum(e is not None for e in records["error"])
     array = json.loads(plan["plan"])["array"]
-    return {"records": records, "start_index": start, "warnings": plan["warnings"], "failed": failed,
+    return {"start_index": start, "warnings": plan["warnings"], "failed": sidecar.failed,
             "shape": array["shape"], "dtype": array["data_type"]}

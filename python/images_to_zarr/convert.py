@@ -1,6 +1,7 @@
 """``convert()``: argument checks, store naming, CSV join and the Parquet side-car.
 
-Everything that touches pixels runs in the C++ engine (``_core``) with the GIL released.
+Everything that touches pixels runs in the C++ engine (``_core``) with the GIL released. The
+engine hands over each committed shard's records, which the side-car writer streams to disk.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from images_to_zarr import _storage as storage
 from images_to_zarr._logging import logger
 from images_to_zarr._s3_inputs import local_inputs
 from images_to_zarr._storage import StoreLocation
-from images_to_zarr.metadata import append_rows, build_table, read_csv, write_parquet
+from images_to_zarr.metadata import FileKeys, SidecarWriter, read_csv
 
 PathLike = str | os.PathLike
 
@@ -77,15 +78,46 @@ def _progress_callback(enabled: bool, desc: str):
     return callback, close
 
 
-def _run(conversion: Any, progress: bool, desc: str) -> dict[str, Any]:
+def _run(conversion: Any, progress: bool, desc: str, sidecar: SidecarWriter) -> dict[str, Any]:
     callback, close = _progress_callback(progress, desc)
     try:
-        return conversion.run(callback)
-    except BaseException:
-        conversion.abort()
-        raise
+        return conversion.run(callback, sidecar.write)
     finally:
         close()
+
+
+def _execute(conversion: Any, store: StoreLocation, *, append: bool, progress: bool, desc: str,
+             file_keys: FileKeys | None, user_rows: Any, transform: Any = None,
+             scheduler: Any = None, files: list[str] | None = None, options: dict[str, Any] | None = None,
+             storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Plans, writes the shards while streaming the side-car, then publishes the side-car and
+    commits (the side-car is in place before ``zarr.json``). Anything failing aborts both."""
+    sidecar: SidecarWriter | None = None
+    try:
+        if scheduler is not None:
+            from images_to_zarr import _distributed
+
+            client = _distributed.connect(scheduler)
+            plan = _distributed.plan(conversion, files or [], client, options or {})
+        else:
+            plan = conversion.plan()
+        sidecar = SidecarWriter(parquet_path(store), start=plan["start_index"], total=plan["total_images"],
+                                file_keys=file_keys, user_rows=user_rows, append=append,
+                                transform=transform, storage_options=storage_options)
+        if scheduler is not None:
+            result = _distributed.write(conversion, plan, files or [], client, progress, sidecar)
+        else:
+            result = _run(conversion, progress, desc, sidecar)
+        for w in result["warnings"]:
+            logger.warning(w)
+        sidecar.finish()
+        conversion.commit()
+    except BaseException:
+        if sidecar is not None:
+            sidecar.abort()
+        conversion.abort()
+        raise
+    return result
 
 
 def convert(
@@ -185,9 +217,8 @@ def convert(
         if image_metadata is not None and len(image_metadata) != arr.shape[0]:
             raise ValueError(f"image_metadata has {len(image_metadata)} rows but images has {arr.shape[0]}")
         conversion = _core.convert_array(os.fspath(store), np.ascontiguousarray(arr), options, mode)
-        result = _run(conversion, progress, "images")
-        table = build_table(result["records"], user_rows=image_metadata, files=None, folders=[],
-                            first_index=result["start_index"])
+        result = _execute(conversion, store, append=append, progress=progress, desc="images", file_keys=None,
+                          user_rows=image_metadata, storage_options=storage_options)
     else:
         folder_list = _as_list(folders)
         if not storage.is_url(store) and any(storage.is_url(f) for f in folder_list):
@@ -199,30 +230,16 @@ def convert(
             if not files:
                 raise ValueError(f"no supported image files found in {', '.join(folder_list)}")
             csv_table = read_csv(metadata) if metadata is not None else None
+            keys = FileKeys(files, inputs.folders)
             conversion = _core.convert_files(os.fspath(store), files, options, mode)
-            if scheduler is not None:
-                from images_to_zarr._distributed import run_distributed
-
-                try:
-                    result = run_distributed(conversion, files, scheduler, options, progress)
-                except BaseException:
-                    conversion.abort()
-                    raise
-            else:
-                result = _run(conversion, progress, "converting")
-            table = build_table(result["records"], user_rows=csv_table, files=files, folders=inputs.folders)
-            table = inputs.restore_urls(table)
-
-    for w in result["warnings"]:
-        logger.warning(w)
-    try:
-        if append:
-            table = append_rows(parquet_path(store), result["start_index"], table, storage_options)
-        write_parquet(table, parquet_path(store), storage_options)
-        conversion.commit()
-    except BaseException:
-        conversion.abort()
-        raise
+            # The engine has a copy and the side-car takes the paths from the records: only Dask
+            # (which hands each task its files) keeps the list.
+            task_files = files if scheduler is not None else None
+            del files
+            result = _execute(conversion, store, append=append, progress=progress, desc="converting",
+                              file_keys=keys, user_rows=csv_table, transform=inputs.restore_urls,
+                              scheduler=scheduler, files=task_files, options=options,
+                              storage_options=storage_options)
     n, failed = result["shape"][0] - result["start_index"], result["failed"]
     verb = "appended" if append else "converted"
     msg = f"{verb} {n - failed} of {n} images into {store} (shape {tuple(result['shape'])}, {result['dtype']})"

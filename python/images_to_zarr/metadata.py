@@ -1,10 +1,17 @@
-"""The Parquet side-car: the user's CSV joined on ``filename`` with the engine's per-image records."""
+"""The Parquet side-car: the user's CSV joined on ``filename`` with the engine's per-image records.
+
+The side-car is streamed: the engine hands over each committed shard's records, which become one
+row group of a temporary Parquet file; ``finish()`` moves that file into place (or merges it
+behind the old rows for an append). Memory holds one shard's rows, never all N.
+"""
 
 from __future__ import annotations
 
 import io
 import os
+import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from images_to_zarr import _core
 from images_to_zarr import _storage as storage
 from images_to_zarr._logging import logger
 from images_to_zarr._storage import StoreLocation
@@ -54,92 +62,326 @@ def _extension(path: str) -> str:
     return os.path.splitext(path)[1]
 
 
-def _file_keys(files: list[str], folders: list[str]) -> list[str]:
-    """Basename, or the path relative to its input folder when basenames repeat."""
-    base = [os.path.basename(f) for f in files]
-    counts = Counter(base)
-    roots = [os.path.abspath(d) for d in folders]
-    keys = []
-    for f, b in zip(files, base):
-        if counts[b] == 1:
-            keys.append(b)
-            continue
+class FileKeys:
+    """``filename`` of each file: its basename, or its path relative to its input folder when
+    basenames repeat. Only the repeated basenames are kept, not one key per file."""
+
+    def __init__(self, files: list[str], folders: list[str]) -> None:
+        # Two passes, so that memory never holds a name per file: one byte per hash bucket, then
+        # exact counts only for the names whose bucket was hit more than once (~1 in 10).
+        mask = (1 << max(12, (8 * len(files)).bit_length())) - 1
+        hits = bytearray(mask + 1)
+        for f in files:
+            h = hash(os.path.basename(f)) & mask
+            hits[h] = min(2, hits[h] + 1)
+        counts = Counter(b for b in map(os.path.basename, files) if hits[hash(b) & mask] > 1)
+        self._repeated = {b for b, c in counts.items() if c > 1}
+        self._roots = [os.path.abspath(d) for d in folders]
+
+    def __call__(self, f: str) -> str:
+        b = os.path.basename(f)
+        if b not in self._repeated:
+            return b
         af = os.path.abspath(f)
-        root = next((r for r in roots if af.startswith(r.rstrip(os.sep) + os.sep)), os.path.dirname(af))
-        keys.append(os.path.relpath(af, root))
-    return keys
+        root = next((r for r in self._roots if af.startswith(r.rstrip(os.sep) + os.sep)), os.path.dirname(af))
+        return os.path.relpath(af, root)
 
 
-def _warn_unmatched(what: str, names: list[str]) -> None:
-    if names:
-        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-        logger.warning(f"{len(names)} {what}: {shown}")
+def _warn_unmatched(what: str, count: int, names: list[str]) -> None:
+    if count:
+        shown = ", ".join(names[:5]) + (", ..." if count > 5 else "")
+        logger.warning(f"{count} {what}: {shown}")
 
 
-def build_table(
-    records: dict[str, list[Any]],
-    user_rows: pa.Table | list[dict[str, Any]] | None,
-    files: list[str] | None,
-    folders: list[str],
-    first_index: int = 0,
-) -> pa.Table:
-    n = len(records["error"])
-    columns: dict[str, Any] = {}
-    if files is None:  # in-memory input
-        if user_rows is not None:
-            user = pa.Table.from_pylist(list(user_rows))
-            columns.update({name: user.column(name) for name in user.column_names})
-        if "filename" not in columns:
-            columns["filename"] = pa.array([f"image_{first_index + i}" for i in range(n)])
-        columns["original_filename"] = pa.array([None] * n, pa.string())
-        columns["original_extension"] = pa.array([None] * n, pa.string())
-    else:
-        keys = _file_keys(files, folders)
-        if isinstance(user_rows, pa.Table):
-            csv_names = [str(v) for v in user_rows.column("filename").to_pylist()]
-            index = {os.path.normpath(name): i for i, name in enumerate(csv_names)}
-            take = [index.get(os.path.normpath(k)) for k in keys]
-            user = user_rows.take(pa.array(take, pa.int64()))
-            columns.update({name: user.column(name) for name in user.column_names})
-            columns["filename"] = pa.array(keys)
-            matched = {t for t in take if t is not None}
-            _warn_unmatched("CSV rows match no image", [csv_names[i] for i in range(len(csv_names)) if i not in matched])
-            _warn_unmatched("images have no CSV row", [k for k, t in zip(keys, take) if t is None])
-        else:
-            columns["filename"] = pa.array(keys)
-        columns["original_filename"] = pa.array([os.path.basename(f) for f in files])
-        columns["original_extension"] = pa.array([_extension(f) for f in files])
+def _record_columns(records: dict[str, list[Any]]) -> dict[str, pa.Array]:
+    out: dict[str, pa.Array] = {}
     for name in RECORD_COLUMNS:
         if name in ("original_filename", "original_extension"):
             continue
         values = records[name]
         if name == "shape":
-            columns[name] = pa.array(values, pa.list_(pa.int64()))
+            out[name] = pa.array(values, pa.list_(pa.int64()))
         elif name == "file_size_bytes":
-            columns[name] = pa.array(values, pa.int64())
+            out[name] = pa.array(values, pa.int64())
         elif name in ("min_value", "max_value", "mean_value"):
-            columns[name] = pa.array(values, pa.float64())
+            out[name] = pa.array(values, pa.float64())
         else:
-            columns[name] = pa.array(values, pa.string())
-    if files is None:
-        columns["source_path"] = pa.array([None] * n, pa.string())
-    ordered = {k: columns[k] for k in columns if k not in RECORD_COLUMNS}
-    ordered.update({k: columns[k] for k in RECORD_COLUMNS})
-    return pa.table(ordered)
+            out[name] = pa.array(values, pa.string())
+    return out
 
 
-def append_rows(path: StoreLocation, keep: int, new: pa.Table, storage_options: dict[str, Any] | None = None) -> pa.Table:
-    """The side-car's first ``keep`` rows (rows past the committed count are leftovers) + ``new``."""
-    blob = storage.read_bytes(path, storage_options)
-    if blob is None:
-        logger.warning(f"side-car {path} is missing; writing only the appended rows' metadata")
-        return new
-    old = pq.read_table(io.BytesIO(blob)).slice(0, keep)
-    return pa.concat_tables([old, new], promote_options="permissive")
+_EMPTY_RECORDS: dict[str, list[Any]] = {name: [] for name in RECORD_COLUMNS}
 
 
-def write_parquet(table: pa.Table, path: StoreLocation, storage_options: dict[str, Any] | None = None) -> None:
-    """Atomic: readers never see half a file (temp + rename locally, one PUT on S3)."""
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    storage.write_bytes(path, sink.getvalue(), storage_options)
+class SidecarWriter:
+    """Streams the side-car rows of one conversion, one Parquet row group per ``write()``.
+
+    ``start`` is the array index of the run's first image (N before an append). ``file_keys``
+    names the files of a file conversion (their paths come with the records); it is ``None`` for
+    an in-memory array, whose ``user_rows`` are a list of dicts. ``write(first_index, records)``
+    calls must come in image order. The CSV (user data) stays in memory; of the images, only the
+    rows being written are. ``finish()`` publishes the side-car atomically; ``abort()`` drops the
+    temporary files.
+    """
+
+    def __init__(
+        self,
+        location: StoreLocation,
+        *,
+        start: int,
+        total: int,
+        file_keys: FileKeys | None,
+        user_rows: pa.Table | list[dict[str, Any]] | None,
+        append: bool = False,
+        transform: Callable[[pa.Table], pa.Table] | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.location = location
+        self.failed = 0
+        self._start, self._next, self._total = start, start, total
+        self._keys = file_keys
+        self._append = append
+        self._transform = transform
+        self._storage_options = storage_options
+        self._csv: pa.Table | None = None
+        self._user: pa.Table | None = None
+        if file_keys is None:
+            if user_rows is not None:
+                self._user = pa.Table.from_pylist(list(user_rows))  # type: ignore[arg-type]
+        elif isinstance(user_rows, pa.Table):
+            self._csv = user_rows
+            self._csv_names = [str(v) for v in user_rows.column("filename").to_pylist()]
+            self._index = {os.path.normpath(name): i for i, name in enumerate(self._csv_names)}
+            self._matched = bytearray(len(self._csv_names))
+            self._no_row: list[str] = []  # the first few images without a CSV row
+            self._no_row_count = 0
+        self._schema = self._rows(start, _EMPTY_RECORDS).schema
+        self._tmp = _temp_path(location, ".i2z-new" if append else ".i2z-part")
+        self._writer: pq.ParquetWriter | None = None
+        try:
+            self._writer = pq.ParquetWriter(self._tmp, self._schema)
+        except OSError as e:
+            self._tmp.unlink(missing_ok=True)
+            raise _write_error(location, e) from e
+
+    def _rows(self, first: int, records: dict[str, list[Any]]) -> pa.Table:
+        n = len(records["error"])
+        lo = first - self._start
+        columns: dict[str, Any] = {}
+        if self._keys is None:  # in-memory input
+            if self._user is not None:
+                user = self._user.slice(lo, n)
+                columns.update({name: user.column(name) for name in user.column_names})
+            if "filename" not in columns:
+                columns["filename"] = pa.array([f"image_{first + i}" for i in range(n)], pa.string())
+            columns["original_filename"] = pa.nulls(n, pa.string())
+            columns["original_extension"] = pa.nulls(n, pa.string())
+        else:
+            files: list[str] = records["source_path"]
+            keys = [self._keys(f) for f in files]
+            if self._csv is not None:
+                take = [self._index.get(os.path.normpath(k)) for k in keys]
+                user = self._csv.take(pa.array(take, pa.int64()))
+                columns.update({name: user.column(name) for name in user.column_names})
+                for k, t in zip(keys, take):
+                    if t is None:
+                        self._no_row_count += 1
+                        if len(self._no_row) < 5:
+                            self._no_row.append(k)
+                    else:
+                        self._matched[t] = 1
+            columns["filename"] = pa.array(keys, pa.string())
+            columns["original_filename"] = pa.array([os.path.basename(f) for f in files], pa.string())
+            columns["original_extension"] = pa.array([_extension(f) for f in files], pa.string())
+        columns.update(_record_columns(records))
+        if self._keys is None:
+            columns["source_path"] = pa.nulls(n, pa.string())
+        ordered = {k: columns[k] for k in columns if k not in RECORD_COLUMNS}
+        ordered.update({k: columns[k] for k in RECORD_COLUMNS})
+        table = pa.table(ordered)
+        return self._transform(table) if self._transform is not None else table
+
+    def write(self, first_index: int, records: dict[str, list[Any]]) -> None:
+        """Appends the rows of images ``first_index, first_index + 1, ...`` as one row group."""
+        if self._writer is None:
+            raise RuntimeError("side-car writer is closed")
+        if first_index != self._next:
+            raise RuntimeError(f"side-car rows out of order: got image {first_index}, expected {self._next}")
+        table = self._rows(first_index, records)
+        if table.schema != self._schema:  # a user column's type is fixed up front: cast to it
+            table = table.cast(self._schema)
+        try:
+            self._writer.write_table(table)
+        except OSError as e:
+            raise _write_error(self.location, e) from e
+        self._next += table.num_rows
+        del table
+        # This shard's Arrow buffers are free now, but Arrow's default pool (mimalloc) would keep
+        # them mapped: about 10 MiB at the first 2,048-row shard. Once per shard, this is cheap.
+        pa.default_memory_pool().release_unused()
+        self.failed += sum(e is not None for e in records["error"])
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            try:
+                writer.close()
+            except OSError as e:
+                raise _write_error(self.location, e) from e
+
+    def finish(self) -> None:
+        """Reports unmatched CSV rows and images, then puts the side-car in place (atomically)."""
+        try:
+            self._close()
+            if self._next != self._total:
+                raise RuntimeError(f"side-car has rows up to image {self._next}, the array has {self._total}")
+            if self._csv is not None:
+                unmatched = [name for name, m in zip(self._csv_names, self._matched) if not m]
+                _warn_unmatched("CSV rows match no image", len(unmatched), unmatched)
+                _warn_unmatched("images have no CSV row", self._no_row_count, self._no_row)
+            if self._append:
+                finish_append(self.location, self._start, self._tmp, self.location, self._storage_options)
+            else:
+                _publish(self._tmp, self.location, self._storage_options)
+        except BaseException:
+            self.abort()
+            raise
+        self._tmp.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        try:
+            self._close()
+        except OSError:
+            pass
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+
+def _temp_path(location: StoreLocation, suffix: str) -> Path:
+    """A local temporary file: beside a local side-car (same file system, for the rename), in
+    the temp folder for an ``s3://`` one."""
+    if storage.is_url(location):
+        fd, name = tempfile.mkstemp(prefix="i2z-sidecar-", suffix=suffix)
+        os.close(fd)
+        return Path(name)
+    p = Path(location)
+    return p.with_name(p.name + suffix)
+
+
+def _write_error(location: StoreLocation, e: OSError) -> OSError:
+    # pyarrow's messages name no file (and a full disk fails inside write()).
+    return OSError(e.errno, f"cannot write {location}: {e.strerror or e}")
+
+
+def _publish(local: Path, location: StoreLocation, storage_options: dict[str, Any] | None = None) -> None:
+    """Moves a finished local Parquet file to ``location``: a rename locally; on S3 a streamed
+    upload (multipart when large) that becomes visible only when complete."""
+    if storage.is_url(location):
+        head, name = str(location).rsplit("/", 1)
+        writer = _core.Store.open(head, storage_options or {}).open_writer(name)
+        try:
+            with open(local, "rb") as f:
+                while chunk := f.read(8 << 20):
+                    writer.write(chunk)
+            writer.commit()
+        except BaseException:
+            writer.discard()
+            raise
+        local.unlink(missing_ok=True)
+        return
+    try:
+        os.replace(local, location)
+    except OSError as e:
+        local.unlink(missing_ok=True)
+        raise OSError(e.errno, f"cannot write {location}: {e.strerror}") from e
+
+
+class _StoreFile(io.RawIOBase):
+    """A read-only, seekable file over one object of a store (ranged GETs), for pyarrow."""
+
+    def __init__(self, store: Any, key: str, size: int) -> None:
+        self._store, self._key, self._size, self._pos = store, key, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        data = self._store.get_range(self._key, self._pos, n) or b""
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def _open_parquet(location: StoreLocation, storage_options: dict[str, Any] | None) -> pq.ParquetFile | None:
+    """The side-car at ``location`` for streamed reading, or None when it does not exist."""
+    if storage.is_url(location):
+        head, name = str(location).rsplit("/", 1)
+        store = _core.Store.open(head, storage_options or {})
+        size = store.size(name)
+        if size is None:
+            return None
+        return pq.ParquetFile(io.BufferedReader(_StoreFile(store, name, size), 1 << 20))
+    p = Path(location)
+    return pq.ParquetFile(p) if p.is_file() else None
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns: missing ones null, the others cast."""
+    n = table.num_rows
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(n, f.type)
+               for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+_APPEND_BATCH_ROWS = 2048  # old rows per read: bounded memory even with large fits_header values
+
+
+def finish_append(old_location: StoreLocation, keep: int, new_rows_file: Path, out_location: StoreLocation,
+                  storage_options: dict[str, Any] | None = None) -> None:
+    """Writes the old side-car's first ``keep`` rows (later rows are leftovers of an interrupted
+    append) followed by the rows of ``new_rows_file`` (a local Parquet file) to ``out_location``,
+    atomically. Columns are unified as ``pa.concat_tables(..., promote_options="permissive")``
+    does. Streams record batches, so memory does not grow with the side-car."""
+    old = _open_parquet(old_location, storage_options)
+    if old is None:
+        logger.warning(f"side-car {old_location} is missing; writing only the appended rows' metadata")
+        _publish(new_rows_file, out_location, storage_options)
+        return
+    new = pq.ParquetFile(new_rows_file)
+    schema = pa.unify_schemas([old.schema_arrow, new.schema_arrow], promote_options="permissive")
+    tmp = _temp_path(out_location, ".i2z-part")
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            left = keep
+            for batch in old.iter_batches(batch_size=_APPEND_BATCH_ROWS) if keep > 0 else ():
+                part = pa.Table.from_batches([batch]).slice(0, left)
+                writer.write_table(_conform(part, schema))
+                left -= part.num_rows
+                del batch, part
+                pa.default_memory_pool().release_unused()  # as in SidecarWriter.write
+                if left == 0:
+                    break
+            for i in range(new.num_row_groups):
+                writer.write_table(_conform(new.read_row_group(i), schema))
+                pa.default_memory_pool().release_unused()
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(out_location, e) from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _publish(tmp, out_location, storage_options)

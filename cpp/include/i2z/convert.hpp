@@ -1,5 +1,6 @@
 // Conversion entry points: files or an in-memory 4-D array -> sharded Zarr v3 array "images".
-// The caller (Python) owns the Parquet side-car; the engine returns one ImageRecord per image.
+// The caller (Python) owns the Parquet side-car; the engine hands it one ImageRecord per image,
+// shard by shard as shards are committed (RecordsFn), and keeps none of them.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -44,7 +45,8 @@ enum class WriteMode {
   Append,     // extend an existing store along axis 0
 };
 
-// One row of the side-car, as the engine knows it.
+// One row of the side-car, as the engine knows it. Only the records of the shards in flight
+// exist at any time; they are filled when the image is decoded.
 struct ImageRecord {
   std::string source_path;         // empty for in-memory input
   std::string format;              // "png", "jpeg", "tiff", "fits", "" (memory)
@@ -64,6 +66,10 @@ struct Progress {
 // Called on the calling thread about every 100 ms and once at the end. It may throw to
 // cancel the conversion (the Python binding rethrows KeyboardInterrupt this way).
 using ProgressFn = std::function<void(const Progress&)>;
+// Receives the records of the new images of one committed shard; `first_index` is the array
+// index of records[0]. Called on the calling thread (with the progress calls), in shard order,
+// once for every shard of the run, including those a resume skips. It may throw to cancel.
+using RecordsFn = std::function<void(std::uint64_t first_index, std::vector<ImageRecord>&& records)>;
 
 struct ArrayInput {
   const void* data = nullptr;  // C-contiguous (N, C, H, W)
@@ -72,11 +78,10 @@ struct ArrayInput {
 };
 
 struct ConvertResult {
-  std::vector<ImageRecord> records;  // the images this run added (all of them for a new store)
   std::vector<std::uint64_t> shape;  // N, C, H, W of the array after commit
   DType dtype = DType::u8;
-  std::uint64_t failed = 0;
-  std::uint64_t start_index = 0;     // index of records[0] in the array (N before an append)
+  std::uint64_t failed = 0;          // images of this run (resumed shards included) with an error
+  std::uint64_t start_index = 0;     // index of the first new image (N before an append)
   std::vector<std::string> warnings;  // raised while planning (e.g. dtype conversion on append)
 };
 
@@ -88,7 +93,8 @@ struct ConversionPlan {
   std::uint64_t shard_images = 0;
   std::uint64_t start_index = 0;    // image index of the first new image (N before an append)
   std::uint64_t total_images = 0;   // N after the run
-  std::vector<ImageRecord> done;    // records of images in shards a resumed run had finished
+  // Shards [start_index / shard_images, first_shard) were finished by an interrupted run; their
+  // records are read back one shard at a time (saved_records()).
   std::vector<std::string> warnings;
 };
 
@@ -102,11 +108,14 @@ struct ConversionPlan {
 class Conversion {
  public:
   virtual ~Conversion() = default;
-  // plan() + write_shards() of every remaining shard on this machine + finish().
-  virtual ConvertResult run(const ProgressFn& progress) = 0;
+  // plan() + write_shards() of every remaining shard on this machine + finish(). `records`
+  // gets every shard's records (saved ones of a resume first), in order.
+  virtual ConvertResult run(const ProgressFn& progress, const RecordsFn& records = {}) = 0;
   // Probes the inputs (or takes `probes_json`, the concatenated results of probe_files_json()
   // for the files in order) and plans the array. Idempotent.
   virtual const ConversionPlan& plan(const std::vector<std::string>& probes_json = {}) = 0;
+  // The records of a shard that a resumed run had finished (see ConversionPlan).
+  virtual std::vector<ImageRecord> saved_records(std::uint64_t shard) = 0;
   // Writes the array and group documents (once all shards are written).
   virtual void finish() = 0;
   virtual void commit() = 0;
@@ -117,10 +126,10 @@ class Conversion {
 std::string probe_files_json(const std::vector<std::string>& files, const ConvertOptions& options);
 
 // Writes shards [first_shard, end_shard) of a plan. `files` are the input files of exactly the
-// images of those shards that are new (for a file conversion). Returns their records.
-std::vector<ImageRecord> write_shards(const std::string& plan_json, const std::vector<std::string>& files,
-                                      std::uint64_t first_shard, std::uint64_t end_shard, unsigned workers,
-                                      const ProgressFn& progress);
+// images of those shards that are new (for a file conversion). Their records go to `records`
+// shard by shard, on the calling thread.
+void write_shards(const std::string& plan_json, const std::vector<std::string>& files, std::uint64_t first_shard,
+                  std::uint64_t end_shard, unsigned workers, const ProgressFn& progress, const RecordsFn& records);
 
 // Lists supported image files under the folders (sorted by path, extensions case-insensitive,
 // symlink loops skipped). Missing folders are reported through `warnings`.

@@ -3,13 +3,16 @@
 // Progress of a run lives in "<work store>/.i2z-progress/": plan.json (a fingerprint of the
 // inputs and options) and records/<shard>.json, written after each shard is committed. Shards
 // are committed in order, so the completed work is always a prefix of the shards; resume skips
-// that prefix and rebuilds its side-car rows from the saved records.
+// that prefix and hands its saved records to the caller shard by shard, before the new ones.
+// No records outlive their shard's hand-over: the side-car is streamed by the caller.
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <filesystem>
-#include <iterator>
 #include <map>
+#include <mutex>
 #include <optional>
+#include <span>
 
 #include "formats/format.hpp"
 #include "i2z/convert.hpp"
@@ -70,8 +73,7 @@ struct NewImages {
   std::uint32_t C = 0;
   std::uint64_t H = 0, W = 0;
   DType dtype = DType::u8;  // promoted dtype of the inputs
-  std::vector<Probed> probed;
-  std::vector<ImageRecord> records;  // probe-time records (files)
+  std::vector<Probed> probed;  // files
 };
 
 std::string size_text(std::uint64_t h, std::uint64_t w) { return std::to_string(h) + "x" + std::to_string(w); }
@@ -134,14 +136,14 @@ PlanDoc plan_from_json(const std::string& text) {
 }
 
 // Writes shards [a, b) of the plan. `source` yields image `first_new` as its image 0 (new images
-// only); `probe_records` (may be empty) holds their probe-time records.
-std::vector<ImageRecord> write_range(const PlanDoc& plan, Store& work, std::unique_ptr<ImageSource> source,
-                                     std::vector<ImageRecord> probe_records, std::uint64_t a, std::uint64_t b,
-                                     unsigned workers, const ProgressFn& progress) {
+// only). Each committed shard's records are saved for resume, then handed to `records` on the
+// calling thread (with the progress calls), in shard order.
+void write_range(const PlanDoc& plan, Store& work, std::unique_ptr<ImageSource> source, std::uint64_t a,
+                 std::uint64_t b, unsigned workers, const ProgressFn& progress, const RecordsFn& records) {
   const ArrayMeta& meta = plan.meta;
   const std::uint64_t N = meta.shape[0], S = meta.chunk_grid[0], n = meta.inner_chunk[0], n_old = plan.n_old;
   const std::uint64_t first_new = std::max(a * S, n_old), end_img = std::min(b * S, N);
-  if (a >= b || first_new >= end_img) return {};
+  if (a >= b || first_new >= end_img) return;
   const std::uint64_t image_bytes = meta.shape[1] * meta.shape[2] * meta.shape[3] * dtype_size(meta.dtype);
   EngineJob job;
   job.store = &work;
@@ -155,21 +157,32 @@ std::vector<ImageRecord> write_range(const PlanDoc& plan, Store& work, std::uniq
   if (n_old % n != 0 && a == n_old / S) old = open_image_array(std::shared_ptr<Store>(&work, [](Store*) {}));
   auto wrapped = make_append_source(first_new, std::move(source), old, image_bytes);
   job.source = wrapped.get();
-  // Records of the images the engine encodes: [base, end_img). Images below first_new are old
-  // ones re-encoded with the partial chunk row; their records are placeholders.
-  const std::uint64_t base = engine_first_image(job);
-  std::vector<ImageRecord> records(end_img - base);
-  for (std::uint64_t i = 0; i < probe_records.size() && first_new + i < end_img; ++i)
-    records[first_new - base + i] = std::move(probe_records[i]);
-  job.record_base = base;
-  job.on_shard_done = [&](std::uint64_t s) {
-    const std::uint64_t lo = std::max(s * S, n_old), hi = std::min((s + 1) * S, N);
-    const std::string text = records_to_json({records.data() + (lo - base), hi - lo});
-    work.set(records_key(s), as_bytes(text));
+  std::mutex mu;
+  std::deque<std::pair<std::uint64_t, std::vector<ImageRecord>>> committed;  // not yet handed over
+  job.on_shard_done = [&](std::uint64_t s, std::uint64_t first, std::vector<ImageRecord>&& recs) {
+    // Old images re-encoded with an append's partial chunk row have placeholder records.
+    const std::uint64_t lo = std::max(s * S, n_old);
+    recs.erase(recs.begin(), recs.begin() + static_cast<std::ptrdiff_t>(lo - first));
+    work.set(records_key(s), as_bytes(records_to_json(recs)));
+    std::lock_guard lk(mu);
+    committed.emplace_back(lo, std::move(recs));
   };
-  run_engine(job, records, progress);
-  records.erase(records.begin(), records.begin() + static_cast<std::ptrdiff_t>(first_new - base));
-  return records;
+  // The engine reports progress on the calling thread about every 100 ms and once after the last
+  // shard: hand the committed shards over there, so the caller never sees a worker thread.
+  auto relay = [&](const Progress& p) {
+    for (;;) {
+      std::pair<std::uint64_t, std::vector<ImageRecord>> item;
+      {
+        std::lock_guard lk(mu);
+        if (committed.empty()) break;
+        item = std::move(committed.front());
+        committed.pop_front();
+      }
+      if (records) records(item.first, std::move(item.second));
+    }
+    if (progress) progress(p);
+  };
+  run_engine(job, relay);
 }
 
 class ConversionImpl final : public Conversion {
@@ -185,10 +198,16 @@ class ConversionImpl final : public Conversion {
     if (!committed_) abort();
   }
 
-  ConvertResult run(const ProgressFn& progress) override {
+  ConvertResult run(const ProgressFn& progress, const RecordsFn& records) override {
     const ConversionPlan& p = plan();
+    ConvertResult res;
+    auto deliver = [&](std::uint64_t first, std::vector<ImageRecord>&& recs) {
+      for (const auto& r : recs) res.failed += !r.error.empty();
+      if (records) records(first, std::move(recs));
+    };
+    for (std::uint64_t s = p.start_index / p.shard_images; s < p.first_shard; ++s)
+      deliver(std::max(s * p.shard_images, p.start_index), saved_records(s));
     std::unique_ptr<ImageSource> source;
-    std::vector<ImageRecord> probe_records;
     const std::uint64_t first_new = std::max(p.first_shard * p.shard_images, p.start_index);
     const std::uint64_t skip = first_new - p.start_index;  // new images in shards a resume skips
     if (input_.array) {
@@ -197,25 +216,31 @@ class ConversionImpl final : public Conversion {
       rest.n -= std::min(rest.n, skip);
       source = make_array_source(rest, doc_.meta.dtype);
     } else {
-      files_tail_.assign(input_.files.begin() + static_cast<std::ptrdiff_t>(skip), input_.files.end());
-      probed_tail_.assign(add_.probed.begin() + static_cast<std::ptrdiff_t>(skip), add_.probed.end());
-      probe_records.assign(std::make_move_iterator(add_.records.begin() + static_cast<std::ptrdiff_t>(skip)),
-                           std::make_move_iterator(add_.records.end()));
-      source = make_file_source(files_tail_, probed_tail_, fo_, static_cast<std::uint32_t>(doc_.meta.shape[1]),
-                                doc_.meta.shape[2], doc_.meta.shape[3], doc_.meta.dtype, options_);
+      source = make_file_source(std::span<const std::string>(input_.files).subspan(skip),
+                                std::span<const Probed>(add_.probed).subspan(skip), fo_,
+                                static_cast<std::uint32_t>(doc_.meta.shape[1]), doc_.meta.shape[2],
+                                doc_.meta.shape[3], doc_.meta.dtype, options_);
     }
-    ConvertResult res;
-    res.records = plan_.done;
-    auto written = write_range(doc_, *work_, std::move(source), std::move(probe_records), p.first_shard, p.end_shard,
-                               options_.num_workers, progress);
-    std::move(written.begin(), written.end(), std::back_inserter(res.records));
-    for (const auto& r : res.records) res.failed += !r.error.empty();
+    write_range(doc_, *work_, std::move(source), p.first_shard, p.end_shard, options_.num_workers, progress,
+                deliver);
     res.shape = doc_.meta.shape;
     res.dtype = doc_.meta.dtype;
     res.start_index = p.start_index;
     res.warnings = p.warnings;
     finish();
     return res;
+  }
+
+  std::vector<ImageRecord> saved_records(std::uint64_t shard) override {
+    const std::uint64_t S = plan_.shard_images;
+    if (!planned_ || shard < plan_.start_index / S || shard >= plan_.first_shard)
+      fail(ErrorKind::Value, "shard " + std::to_string(shard) + " was not finished by an earlier run");
+    const auto text = get_text(*work_, records_key(shard));
+    auto recs = records_from_json(text.value_or("["));
+    const std::uint64_t lo = std::max(shard * S, plan_.start_index), hi = std::min((shard + 1) * S, plan_.total_images);
+    if (recs.size() != hi - lo)
+      fail(ErrorKind::Corrupt, "saved progress records of shard " + std::to_string(shard) + " are incomplete");
+    return recs;
   }
 
   const ConversionPlan& plan(const std::vector<std::string>& probes_json = {}) override {
@@ -265,9 +290,9 @@ class ConversionImpl final : public Conversion {
       if (saved && *saved != doc_.fingerprint)
         fail(ErrorKind::Value, "cannot resume '" + path_ + "': the inputs or options differ from the interrupted run");
       while (saved && plan_.first_shard < plan_.end_shard) {
-        const auto recs = get_text(*work_, records_key(plan_.first_shard));
-        if (!recs || !work_->exists(chunk_key(kArrayPrefix, {plan_.first_shard, 0, 0, 0}))) break;
-        for (auto& r : records_from_json(*recs)) plan_.done.push_back(std::move(r));
+        if (!work_->exists(records_key(plan_.first_shard)) ||
+            !work_->exists(chunk_key(kArrayPrefix, {plan_.first_shard, 0, 0, 0})))
+          break;
         ++plan_.first_shard;
       }
     } else {
@@ -400,12 +425,10 @@ class ConversionImpl final : public Conversion {
     }
     a.count = input_.files.size();
     if (probes_json.empty()) {
-      probe_files(input_.files, fo_, options_.num_workers, a.probed, a.records);
+      probe_files(input_.files, fo_, options_.num_workers, a.probed);
     } else {
-      for (const auto& part : probes_json) probes_from_json(part, a.probed, a.records);
-      for (std::uint64_t i = 0; i < a.count; ++i)
-        if (i >= a.records.size() || a.records[i].source_path != input_.files[i])
-          fail(ErrorKind::Value, "probe results do not match the input files");
+      for (const auto& part : probes_json) probes_from_json(part, input_.files, a.probed);
+      if (a.probed.size() != a.count) fail(ErrorKind::Value, "probe results do not match the input files");
     }
     std::optional<DType> dtype;
     std::uint64_t first_ok = a.count;
@@ -429,7 +452,7 @@ class ConversionImpl final : public Conversion {
     }
     if (first_ok == a.count)
       fail(ErrorKind::Value, "none of the " + std::to_string(a.count) + " images could be read; first error: " +
-                                 input_.files[0] + ": " + a.records[0].error);
+                                 input_.files[0] + ": " + a.probed[0].error);
     if (options_.resize) {
       a.H = options_.resize->first;
       a.W = options_.resize->second;
@@ -485,8 +508,6 @@ class ConversionImpl final : public Conversion {
   NewImages add_;
   PlanDoc doc_;
   ConversionPlan plan_;
-  std::vector<std::string> files_tail_;
-  std::vector<Probed> probed_tail_;
   json group_attrs_;
   std::string array_json_, group_json_;
   bool planned_ = false, finished_ = false, committed_ = false;
@@ -507,14 +528,12 @@ std::string probe_files_json(const std::vector<std::string>& files, const Conver
   fo.fits_extension = options.fits_extension;
   fo.max_pixels = options.max_pixels;
   std::vector<Probed> probed;
-  std::vector<ImageRecord> records;
-  probe_files(files, fo, options.num_workers, probed, records);
-  return probes_to_json(probed, records);
+  probe_files(files, fo, options.num_workers, probed);
+  return probes_to_json(files, probed);
 }
 
-std::vector<ImageRecord> write_shards(const std::string& plan_json, const std::vector<std::string>& files,
-                                      std::uint64_t first_shard, std::uint64_t end_shard, unsigned workers,
-                                      const ProgressFn& progress) {
+void write_shards(const std::string& plan_json, const std::vector<std::string>& files, std::uint64_t first_shard,
+                  std::uint64_t end_shard, unsigned workers, const ProgressFn& progress, const RecordsFn& records) {
   const PlanDoc plan = plan_from_json(plan_json);
   auto work = open_store_url(plan.work, plan.storage_options);
   const auto saved = get_text(*work, std::string(kProgress) + "plan.json");
@@ -527,11 +546,10 @@ std::vector<ImageRecord> write_shards(const std::string& plan_json, const std::v
                                std::to_string(first_shard) + ", " + std::to_string(end_shard) + "), got " +
                                std::to_string(files.size()));
   std::vector<Probed> probed;
-  std::vector<ImageRecord> records;
-  probe_files(files, plan.fo, workers, probed, records);
+  probe_files(files, plan.fo, workers, probed);
   auto source = make_file_source(files, probed, plan.fo, static_cast<std::uint32_t>(plan.meta.shape[1]),
                                  plan.meta.shape[2], plan.meta.shape[3], plan.meta.dtype, plan.decode);
-  return write_range(plan, *work, std::move(source), std::move(records), first_shard, end_shard, workers, progress);
+  write_range(plan, *work, std::move(source), first_shard, end_shard, workers, progress, records);
 }
 
 std::unique_ptr<Conversion> convert_files(const std::string& store_path, std::vector<std::string> files,

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <exception>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -46,6 +47,7 @@ void gather_tile(const Geometry& g, const std::uint8_t* rowbuf, std::uint64_t yi
 
 struct EncodedRow {
   std::vector<std::vector<std::uint8_t>> tiles;
+  std::vector<ImageRecord> records;  // of the row's images (fewer than n past the array end)
 };
 
 class OrderedWriter {
@@ -60,7 +62,9 @@ class OrderedWriter {
       writer_ = job_.store->open_writer(key);
       index_.assign(g_.rows_per_shard * g_.tiles_per_row(), ChunkLocation{});
       if (shard == job_.first_shard && job_.carry_rows > 0) copy_carried_rows(key);
+      shard_first_image_ = row * g_.n;
     }
+    std::move(r.records.begin(), r.records.end(), std::back_inserter(records_));
     for (std::uint64_t t = 0; t < r.tiles.size(); ++t) {
       auto& bytes = r.tiles[t];
       index_[local * g_.tiles_per_row() + t] = {writer_->size(), bytes.size()};
@@ -72,7 +76,9 @@ class OrderedWriter {
       writer_->write(idx);
       writer_->commit();
       writer_.reset();
-      if (job_.on_shard_done) job_.on_shard_done(shard);
+      std::vector<ImageRecord> done = std::move(records_);
+      records_.clear();
+      if (job_.on_shard_done) job_.on_shard_done(shard, shard_first_image_, std::move(done));
     }
   }
 
@@ -97,6 +103,8 @@ class OrderedWriter {
   const Geometry& g_;
   std::unique_ptr<ObjectWriter> writer_;
   std::vector<ChunkLocation> index_;
+  std::vector<ImageRecord> records_;  // of the open shard
+  std::uint64_t shard_first_image_ = 0;
 };
 
 }  // namespace
@@ -106,7 +114,7 @@ std::uint64_t engine_first_image(const EngineJob& job) {
   return (job.first_shard * g.rows_per_shard + job.carry_rows) * g.n;
 }
 
-void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const ProgressFn& progress) {
+void run_engine(const EngineJob& job, const ProgressFn& progress) {
   const ArrayMeta& meta = *job.meta;
   const Geometry g(meta);
   const std::uint64_t row_begin = job.first_shard * g.rows_per_shard + job.carry_rows;
@@ -152,14 +160,15 @@ void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const P
         }
         const std::uint64_t first = row * g.n;
         const std::uint64_t count = std::min(g.n, g.N - first);
-        const std::uint8_t* data = job.source->fill(first, count, rowbuf.data(), &records[first - job.record_base]);
+        EncodedRow enc;
+        enc.records.resize(count);
+        const std::uint8_t* data = job.source->fill(first, count, rowbuf.data(), enc.records.data());
         if (count < g.n) {
           // Past the array end: fill value. Copy first if the source handed us foreign memory.
           if (data != rowbuf.data()) std::memcpy(rowbuf.data(), data, count * g.image_bytes());
           std::memset(rowbuf.data() + count * g.image_bytes(), 0, (g.n - count) * g.image_bytes());
           data = rowbuf.data();
         }
-        EncodedRow enc;
         enc.tiles.resize(g.tiles_per_row());
         for (std::uint64_t yi = 0; yi < g.ty; ++yi)
           for (std::uint64_t xi = 0; xi < g.tx; ++xi) {
@@ -171,7 +180,7 @@ void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const P
             meta.chain->encode({raw, g.tile_bytes()}, enc.tiles[yi * g.tx + xi], scratch);
           }
         std::uint64_t failed = 0;
-        for (std::uint64_t i = 0; i < count; ++i) failed += !records[first - job.record_base + i].error.empty();
+        for (const auto& r : enc.records) failed += !r.error.empty();
         images_failed += failed;
         images_done += count;
 

@@ -40,18 +40,19 @@ struct EngineJob {
   // Append: the first shard already holds `carry_rows` complete chunk rows; their encoded
   // chunks are copied byte for byte from the existing object before the new rows.
   std::uint64_t carry_rows = 0;
-  // records[i - record_base] describes image i.
-  std::uint64_t record_base = 0;
   unsigned workers = 1;
-  // Called (in shard order, on one thread at a time) after each shard object is committed.
-  std::function<void(std::uint64_t shard)> on_shard_done;
+  // Called (in shard order, on one thread at a time) after each shard object is committed, with
+  // the records of the images of that shard this job encoded (records[0] is image first_image).
+  // The engine keeps no records past this call.
+  std::function<void(std::uint64_t shard, std::uint64_t first_image, std::vector<ImageRecord>&& records)>
+      on_shard_done;
 };
 
-// First image whose row this job encodes (= record_base for the records it fills).
+// First image whose row this job encodes.
 std::uint64_t engine_first_image(const EngineJob& job);
 
-// Writes the job's shards; fills the records of the images it encodes (records.size() must
-// cover [record_base, end of the job's images)). Progress is reported on the calling thread.
-void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const ProgressFn& progress);
+// Writes the job's shards. A row's records travel with it to the writer, so only the rows in
+// flight and the current shard hold records. Progress is reported on the calling thread.
+void run_engine(const EngineJob& job, const ProgressFn& progress);
 
 }  // namespace i2z

@@ -12,9 +12,10 @@ namespace i2z {
 std::string records_to_json(std::span<const ImageRecord> records);
 std::vector<ImageRecord> records_from_json(const std::string& text);
 
-// Probe results (distributed probing: workers probe, the planner reads).
+// Probe results (distributed probing: workers probe, the planner reads). probes_from_json()
+// appends to `probed` and checks each entry's path against files[probed.size()].
 struct Probed;
-std::string probes_to_json(std::span<const Probed> probed, std::span<const ImageRecord> records);
-void probes_from_json(const std::string& text, std::vector<Probed>& probed, std::vector<ImageRecord>& records);
+std::string probes_to_json(std::span<const std::string> files, std::span<const Probed> probed);
+void probes_from_json(const std::string& text, std::span<const std::string> files, std::vector<Probed>& probed);
 
 }  // namespace i2z

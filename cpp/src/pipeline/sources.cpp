@@ -51,7 +51,7 @@ class ArraySource final : public ImageSource {
 
 class FileSource final : public ImageSource {
  public:
-  FileSource(const std::vector<std::string>& files, const std::vector<Probed>& probed, const FormatOptions& fo,
+  FileSource(std::span<const std::string> files, std::span<const Probed> probed, const FormatOptions& fo,
              std::uint32_t C, std::uint64_t H, std::uint64_t W, DType dtype, const ConvertOptions& o)
       : files_(files), probed_(probed), fo_(fo), C_(C), H_(H), W_(W), dtype_(dtype), resize_(o.resize.has_value()),
         order_(o.interpolation_order) {}
@@ -65,16 +65,22 @@ class FileSource final : public ImageSource {
       std::uint8_t* slot = scratch + i * bytes;
       ImageRecord& r = records[i];
       const Probed& p = probed_[first + i];
-      if (!p.ok) {  // the probe already recorded the reason
+      const std::string& path = files_[first + i];
+      r.source_path = path;
+      r.file_size_bytes = p.file_size;
+      if (p.format) r.format = std::string(p.format->name());
+      if (!p.ok) {  // the probe logged the reason
         std::memset(slot, 0, bytes);
+        r.error = p.error;
         continue;
       }
-      const std::string& path = files_[first + i];
+      r.dtype = std::string(dtype_name(p.dtype));
       try {
         // Probe again: cheap next to the decode, and catches a file changed since planning.
         ImageInfo info = p.format->probe(path, fo_);
         if (info.height != p.height || info.width != p.width || info.channels != p.channels || info.dtype != p.dtype)
           fail(ErrorKind::Corrupt, "file changed while converting");
+        r.shape = info.shape;
         r.fits_extension = info.fits_extension;
         r.fits_header_json = std::move(info.fits_header_json);
         if (decoded.size() < info.byte_size()) decoded.resize(info.byte_size());
@@ -98,8 +104,8 @@ class FileSource final : public ImageSource {
   }
 
  private:
-  const std::vector<std::string>& files_;
-  const std::vector<Probed>& probed_;
+  std::span<const std::string> files_;
+  std::span<const Probed> probed_;
   FormatOptions fo_;
   std::uint32_t C_;
   std::uint64_t H_, W_;
@@ -136,36 +142,29 @@ class AppendSource final : public ImageSource {
 }  // namespace
 
 void probe_files(const std::vector<std::string>& files, const FormatOptions& fo, unsigned workers,
-                 std::vector<Probed>& probed, std::vector<ImageRecord>& records) {
+                 std::vector<Probed>& probed) {
   probed.assign(files.size(), Probed{});
-  records.assign(files.size(), ImageRecord{});
   std::atomic<std::uint64_t> next{0};
   auto work = [&] {
     for (std::uint64_t i = next++; i < files.size(); i = next++) {
-      ImageRecord& r = records[i];
       Probed& p = probed[i];
-      r.source_path = files[i];
       struct stat st;
-      if (::stat(files[i].c_str(), &st) == 0) r.file_size_bytes = static_cast<std::uint64_t>(st.st_size);
+      if (::stat(files[i].c_str(), &st) == 0) p.file_size = static_cast<std::uint64_t>(st.st_size);
       p.format = format_for_path(files[i]);
       if (!p.format) {
-        r.error = "unsupported file extension";
+        p.error = "unsupported file extension";
         continue;
       }
-      r.format = std::string(p.format->name());
       try {
         ImageInfo info = p.format->probe(files[i], fo);
-        r.dtype = std::string(dtype_name(info.dtype));
-        r.shape = info.shape;
-        r.fits_extension = info.fits_extension;
         p.height = info.height;
         p.width = info.width;
         p.channels = info.channels;
         p.dtype = info.dtype;
         p.ok = true;
       } catch (const std::exception& e) {
-        r.error = e.what();
-        log_warning("failed to read '" + files[i] + "': " + r.error);
+        p.error = e.what();
+        log_warning("failed to read '" + files[i] + "': " + p.error);
       }
     }
   };
@@ -176,8 +175,8 @@ void probe_files(const std::vector<std::string>& files, const FormatOptions& fo,
   for (auto& t : threads) t.join();
 }
 
-std::unique_ptr<ImageSource> make_file_source(const std::vector<std::string>& files,
-                                              const std::vector<Probed>& probed, const FormatOptions& fo,
+std::unique_ptr<ImageSource> make_file_source(std::span<const std::string> files, std::span<const Probed> probed,
+                                              const FormatOptions& fo,
                                               std::uint32_t C, std::uint64_t H, std::uint64_t W, DType dtype,
                                               const ConvertOptions& options) {
   return std::make_unique<FileSource>(files, probed, fo, C, H, W, dtype, options);

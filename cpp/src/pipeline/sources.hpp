@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -12,23 +13,25 @@
 
 namespace i2z {
 
-// What the probe pass learned about one file.
+// What the probe pass learned about one file: only what planning and decoding need, since it
+// is kept for every input until the run ends. The side-car fields come at decode time.
 struct Probed {
   const Format* format = nullptr;
-  std::uint64_t height = 0, width = 0;
+  std::uint64_t height = 0, width = 0, file_size = 0;
   std::uint32_t channels = 0;
   DType dtype = DType::u8;
   bool ok = false;
+  std::string error;  // why the probe failed (empty when ok: no allocation)
 };
 
-// Reads every header in parallel; fills probed[i] and the probe-time fields of records[i]
-// (source path, size, format, dtype, shape, or the error).
+// Reads every header in parallel into probed[i].
 void probe_files(const std::vector<std::string>& files, const FormatOptions& fo, unsigned workers,
-                 std::vector<Probed>& probed, std::vector<ImageRecord>& records);
+                 std::vector<Probed>& probed);
 
-// Images [0, N) of the source are files[first_file + i] (an append passes the new files only).
-std::unique_ptr<ImageSource> make_file_source(const std::vector<std::string>& files,
-                                              const std::vector<Probed>& probed, const FormatOptions& fo,
+// Image i of the source is files[i] (an append or a resume passes the files still to write).
+// The spans must outlive the source.
+std::unique_ptr<ImageSource> make_file_source(std::span<const std::string> files, std::span<const Probed> probed,
+                                              const FormatOptions& fo,
                                               std::uint32_t C, std::uint64_t H, std::uint64_t W, DType dtype,
                                               const ConvertOptions& options);
 std::unique_ptr<ImageSource> make_array_source(const ArrayInput& input, DType dtype);

@@ -104,7 +104,7 @@ WriteMode write_mode(const std::string& m) {
 
 nb::object opt_str(const std::string& s) { return s.empty() ? nb::none() : nb::cast(s); }
 
-// Records as columns (what pyarrow wants), built with the GIL held.
+// Records as columns (what pyarrow wants), built with the GIL held: one shard's worth at a time.
 nb::dict records_to_columns(const std::vector<ImageRecord>& records) {
   nb::list src, fmt, size, dtype, shape, fext, fhdr, mn, mx, mean, err;
   for (const auto& r : records) {
@@ -140,17 +140,25 @@ struct PyConversion {
   std::unique_ptr<Conversion> conv;
   nb::object keepalive;  // the input array for convert_array
 
-  nb::dict run(nb::object callback) {
+  // `records(first_index, columns)` gets each committed shard's records, in order, with the
+  // GIL held on this thread; nothing keeps them afterwards.
+  nb::dict run(nb::object callback, nb::object records) {
     ProgressFn fn;
     if (!callback.is_none())
       fn = [&callback](const Progress& p) {
         nb::gil_scoped_acquire gil;
         callback(p.done, p.total, p.failed, nb::cast(p.warnings));
       };
+    RecordsFn rec;
+    if (!records.is_none())
+      rec = [&records](std::uint64_t first, std::vector<ImageRecord>&& recs) {
+        nb::gil_scoped_acquire gil;
+        records(first, records_to_columns(recs));
+      };
     ConvertResult res;
     {
       nb::gil_scoped_release nogil;
-      res = conv->run(fn);
+      res = conv->run(fn, rec);
     }
     nb::dict out;
     out["shape"] = nb::cast(res.shape);
@@ -158,7 +166,6 @@ struct PyConversion {
     out["failed"] = res.failed;
     out["start_index"] = res.start_index;
     out["warnings"] = nb::cast(res.warnings);
-    out["records"] = records_to_columns(res.records);
     return out;
   }
   nb::dict plan(std::vector<std::string> probes) {
@@ -175,8 +182,15 @@ struct PyConversion {
     out["start_index"] = p->start_index;
     out["total_images"] = p->total_images;
     out["warnings"] = nb::cast(p->warnings);
-    out["done_records"] = records_to_columns(p->done);
     return out;
+  }
+  nb::dict saved_records(std::uint64_t shard) {
+    std::vector<ImageRecord> recs;
+    {
+      nb::gil_scoped_release nogil;
+      recs = conv->saved_records(shard);
+    }
+    return records_to_columns(recs);
   }
   void finish() {
     nb::gil_scoped_release nogil;
@@ -260,8 +274,9 @@ NB_MODULE(_core, m) {
       "path"_a, "fits_extension"_a = nb::none(), "max_pixels"_a = std::uint64_t{1} << 31);
 
   nb::class_<PyConversion>(m, "Conversion")
-      .def("run", &PyConversion::run, "progress"_a = nb::none())
+      .def("run", &PyConversion::run, "progress"_a = nb::none(), "records"_a = nb::none())
       .def("plan", &PyConversion::plan, "probes"_a = std::vector<std::string>{})
+      .def("saved_records", &PyConversion::saved_records, "shard"_a)
       .def("finish", &PyConversion::finish)
       .def("commit", &PyConversion::commit)
       .def("abort", &PyConversion::abort);
@@ -279,14 +294,18 @@ NB_MODULE(_core, m) {
       "write_shards",
       [](const std::string& plan, const std::vector<std::string>& files, std::uint64_t first_shard,
          std::uint64_t end_shard, unsigned workers) {
-        std::vector<ImageRecord> records;
+        nb::list shards;  // (first_index, columns) per shard
+        RecordsFn rec = [&shards](std::uint64_t first, std::vector<ImageRecord>&& recs) {
+          nb::gil_scoped_acquire gil;
+          shards.append(nb::make_tuple(first, records_to_columns(recs)));
+        };
         {
           nb::gil_scoped_release nogil;
-          records = write_shards(plan, files, first_shard, end_shard, std::max(1u, workers), {});
+          write_shards(plan, files, first_shard, end_shard, std::max(1u, workers), {}, rec);
         }
         nb::dict out;
         out["warnings"] = nb::cast(take_warnings());
-        out["records"] = records_to_columns(records);
+        out["shards"] = shards;
         return out;
       },
       "plan"_a, "files"_a, "first_shard"_a, "end_shard"_a, "workers"_a = 1);
