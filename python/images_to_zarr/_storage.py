@@ -25,6 +25,10 @@ def parent(loc: StoreLocation) -> StoreLocation:
     return posixpath.dirname(loc) if is_url(loc) else loc.parent  # type: ignore[union-attr]
 
 
+def name(loc: StoreLocation) -> str:
+    return posixpath.basename(loc) if is_url(loc) else loc.name  # type: ignore[union-attr,arg-type]
+
+
 def join(loc: StoreLocation, name: str) -> StoreLocation:
     return f"{loc}/{name}" if is_url(loc) else loc / name  # type: ignore[operator]
 

@@ -114,7 +114,8 @@ _EMPTY_RECORDS: dict[str, list[Any]] = {name: [] for name in RECORD_COLUMNS}
 
 
 class SidecarWriter:
-    """Streams the side-car rows of one conversion, one Parquet row group per ``write()``.
+    """Streams the side-car rows of one conversion, in row groups of at least ``_ROW_GROUP_ROWS``
+    rows (small shards are batched, so the footer stays small for millions of images).
 
     ``start`` is the array index of the run's first image (N before an append). ``file_keys``
     names the files of a file conversion (their paths come with the records); it is ``None`` for
@@ -156,6 +157,8 @@ class SidecarWriter:
             self._no_row: list[str] = []  # the first few images without a CSV row
             self._no_row_count = 0
         self._schema = self._rows(start, _EMPTY_RECORDS).schema
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
         self._tmp = _temp_path(location, ".i2z-new" if append else ".i2z-part")
         self._writer: pq.ParquetWriter | None = None
         try:
@@ -202,7 +205,7 @@ class SidecarWriter:
         return self._transform(table) if self._transform is not None else table
 
     def write(self, first_index: int, records: dict[str, list[Any]]) -> None:
-        """Appends the rows of images ``first_index, first_index + 1, ...`` as one row group."""
+        """Appends the rows of images ``first_index, first_index + 1, ...``."""
         if self._writer is None:
             raise RuntimeError("side-car writer is closed")
         if first_index != self._next:
@@ -210,16 +213,27 @@ class SidecarWriter:
         table = self._rows(first_index, records)
         if table.schema != self._schema:  # a user column's type is fixed up front: cast to it
             table = table.cast(self._schema)
+        self._next += table.num_rows
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        del table
+        self.failed += sum(e is not None for e in records["error"])
+        if self._pending_rows >= _ROW_GROUP_ROWS:
+            self._flush()
+        # This shard's temporary Arrow buffers are free now, but Arrow's default pool (mimalloc)
+        # would keep them mapped (about 10 MiB per 2,048 rows). Once per shard, this is cheap.
+        pa.default_memory_pool().release_unused()
+
+    def _flush(self) -> None:
+        if not self._pending or self._writer is None:
+            return
+        table = pa.concat_tables(self._pending)
+        self._pending, self._pending_rows = [], 0
         try:
-            self._writer.write_table(table)
+            self._writer.write_table(table, row_group_size=max(1, table.num_rows))
         except OSError as e:
             raise _write_error(self.location, e) from e
-        self._next += table.num_rows
         del table
-        # This shard's Arrow buffers are free now, but Arrow's default pool (mimalloc) would keep
-        # them mapped: about 10 MiB at the first 2,048-row shard. Once per shard, this is cheap.
-        pa.default_memory_pool().release_unused()
-        self.failed += sum(e is not None for e in records["error"])
 
     def _close(self) -> None:
         if self._writer is not None:
@@ -232,6 +246,7 @@ class SidecarWriter:
     def finish(self) -> None:
         """Reports unmatched CSV rows and images, then puts the side-car in place (atomically)."""
         try:
+            self._flush()
             self._close()
             if self._next != self._total:
                 raise RuntimeError(f"side-car has rows up to image {self._next}, the array has {self._total}")
@@ -249,6 +264,7 @@ class SidecarWriter:
         self._tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:
+        self._pending, self._pending_rows = [], 0
         try:
             self._close()
         except OSError:
@@ -347,7 +363,34 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-_APPEND_BATCH_ROWS = 2048  # old rows per read: bounded memory even with large fits_header values
+
+
+# Rows per side-car row group (also the batch of a streamed rewrite): memory stays bounded even
+# with large fits_header values (writing a row group costs a few KiB of transient memory per row),
+# and a million images make only ~1,000 row groups (a footer of ~1.5 MB).
+_ROW_GROUP_ROWS = 1024
+# An append copies the old row groups as bytes unless the side-car has this many row groups and
+# they are small on average (many small appends): then it rewrites, compacting them.
+_MAX_ROW_GROUPS = 256
+
+
+def _append_in_place(old_location: StoreLocation, keep: int, new_rows_file: Path, out_location: StoreLocation,
+                     storage_options: dict[str, Any] | None) -> bool:
+    """The cheap path: ``_core.parquet_append`` copies the old row groups as bytes and merges the
+    footers, so the cost does not grow with the side-car. False when that is not possible (schemas
+    differ, ``keep`` inside a row group, too many row groups, ...): the caller rewrites."""
+    head, name = storage.parent(old_location), storage.name(old_location)
+    if storage.parent(out_location) != head:
+        return False
+    old = _open_parquet(old_location, storage_options)
+    if old is None:
+        return False
+    row_groups = old.metadata.num_row_groups
+    old.close()
+    if row_groups >= _MAX_ROW_GROUPS and keep < row_groups * (_ROW_GROUP_ROWS // 2):
+        return False
+    store = _core.Store.open(os.fspath(head), storage_options or {})
+    return bool(_core.parquet_append(store, name, keep, os.fspath(new_rows_file), storage.name(out_location)))
 
 
 def finish_append(old_location: StoreLocation, keep: int, new_rows_file: Path, out_location: StoreLocation,
@@ -356,6 +399,9 @@ def finish_append(old_location: StoreLocation, keep: int, new_rows_file: Path, o
     append) followed by the rows of ``new_rows_file`` (a local Parquet file) to ``out_location``,
     atomically. Columns are unified as ``pa.concat_tables(..., promote_options="permissive")``
     does. Streams record batches, so memory does not grow with the side-car."""
+    if _append_in_place(old_location, keep, new_rows_file, out_location, storage_options):
+        new_rows_file.unlink(missing_ok=True)
+        return
     old = _open_parquet(old_location, storage_options)
     if old is None:
         logger.warning(f"side-car {old_location} is missing; writing only the appended rows' metadata")
@@ -367,7 +413,7 @@ def finish_append(old_location: StoreLocation, keep: int, new_rows_file: Path, o
     try:
         with pq.ParquetWriter(tmp, schema) as writer:
             left = keep
-            for batch in old.iter_batches(batch_size=_APPEND_BATCH_ROWS) if keep > 0 else ():
+            for batch in old.iter_batches(batch_size=_ROW_GROUP_ROWS) if keep > 0 else ():
                 part = pa.Table.from_batches([batch]).slice(0, left)
                 writer.write_table(_conform(part, schema))
                 left -= part.num_rows
