@@ -453,7 +453,7 @@ TEST(Registry, MakeCodecForms) {
 
 TEST(Registry, MakeCompressor) {
   EXPECT_EQ(make_compressor("lz4", 5, 2)->to_json(), blosc_entry("lz4", 5, "shuffle", 0, 2));
-  EXPECT_EQ(make_compressor("lz4", 3, 1)->to_json()["configuration"]["shuffle"], "bitshuffle");
+  EXPECT_EQ(make_compressor("lz4", 3, 1)->to_json(), blosc_entry("lz4", 3, "shuffle", 0, 1));
   EXPECT_EQ(make_compressor("blosc", 5, 2)->to_json(), make_compressor("lz4", 5, 2)->to_json());
   EXPECT_EQ(make_compressor("zstd", -3, 2)->to_json(),
             J(R"({"name":"zstd","configuration":{"level":-3,"checksum":false}})"));
