@@ -103,8 +103,8 @@ std::size_t CodecChain::max_encoded_size(std::size_t n) const {
   return n;
 }
 
-void CodecChain::encode(std::span<const std::uint8_t> raw, std::vector<std::uint8_t>& out,
-                        std::vector<std::uint8_t>& scratch) const {
+template <class Buf>
+void CodecChain::encode(std::span<const std::uint8_t> raw, Buf& out, Buf& scratch) const {
   const std::size_t k = codecs_.size();
   if (k == 0) {
     out.assign(raw.begin(), raw.end());
@@ -112,7 +112,7 @@ void CodecChain::encode(std::span<const std::uint8_t> raw, std::vector<std::uint
     return;
   }
   // Ping-pong between out and scratch so that the last codec writes into out.
-  auto dst_of = [&](std::size_t i) -> std::vector<std::uint8_t>& { return (k - 1 - i) % 2 == 0 ? out : scratch; };
+  auto dst_of = [&](std::size_t i) -> Buf& { return (k - 1 - i) % 2 == 0 ? out : scratch; };
   const std::uint8_t* src = raw.data();
   std::size_t n = raw.size();
   if (big_endian_) {
@@ -129,6 +129,10 @@ void CodecChain::encode(std::span<const std::uint8_t> raw, std::vector<std::uint
     src = dst.data();
   }
 }
+
+template void CodecChain::encode(std::span<const std::uint8_t>, std::vector<std::uint8_t>&,
+                                 std::vector<std::uint8_t>&) const;
+template void CodecChain::encode(std::span<const std::uint8_t>, ByteBuffer&, ByteBuffer&) const;
 
 void CodecChain::decode(std::span<const std::uint8_t> encoded, std::vector<std::uint8_t>& out, std::size_t raw_size,
                         std::vector<std::uint8_t>& scratch) const {

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "codecs/codec.hpp"
 #include "i2z/error.hpp"
 #include "pipeline/log.hpp"
 #include "zarr/shard_index.hpp"
@@ -45,7 +46,7 @@ void gather_tile(const Geometry& g, const std::uint8_t* rowbuf, std::uint64_t yi
 }
 
 struct EncodedRow {
-  std::vector<std::vector<std::uint8_t>> tiles;
+  std::vector<ByteBuffer> tiles;  // recycled through the engine's free list
 };
 
 class OrderedWriter {
@@ -122,6 +123,10 @@ void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const P
   std::mutex mu;
   std::condition_variable cv_window, cv_main;
   std::map<std::uint64_t, EncodedRow> ready;
+  // Encoded tile buffers the writer is done with. Reusing them (capacity kept, never
+  // zero-filled) avoids an mmap + page faults + memset per chunk for chunks above glibc's
+  // mmap threshold; their number is bounded by the tiles in flight.
+  std::vector<ByteBuffer> spare;
   std::uint64_t next_write = row_begin;
   bool writing = false;
   std::exception_ptr error;
@@ -138,18 +143,25 @@ void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const P
 
   auto worker = [&] {
     std::vector<std::uint8_t> rowbuf(g.n * g.image_bytes()), tile;
-    std::vector<std::uint8_t> scratch;
+    ByteBuffer scratch;
     const bool whole = g.h == g.H && g.w == g.W;
     if (!whole) tile.resize(g.tile_bytes());
     try {
       for (;;) {
         const std::uint64_t row = next_row.fetch_add(1);
         if (row >= row_end || stop) break;
+        EncodedRow enc;
+        enc.tiles.reserve(g.tiles_per_row());
         {
           std::unique_lock lk(mu);
           cv_window.wait(lk, [&] { return stop || row < next_write + window; });
           if (stop) break;
+          while (!spare.empty() && enc.tiles.size() < g.tiles_per_row()) {
+            enc.tiles.push_back(std::move(spare.back()));
+            spare.pop_back();
+          }
         }
+        enc.tiles.resize(g.tiles_per_row());
         const std::uint64_t first = row * g.n;
         const std::uint64_t count = std::min(g.n, g.N - first);
         const std::uint8_t* data = job.source->fill(first, count, rowbuf.data(), &records[first - job.record_base]);
@@ -159,8 +171,6 @@ void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const P
           std::memset(rowbuf.data() + count * g.image_bytes(), 0, (g.n - count) * g.image_bytes());
           data = rowbuf.data();
         }
-        EncodedRow enc;
-        enc.tiles.resize(g.tiles_per_row());
         for (std::uint64_t yi = 0; yi < g.ty; ++yi)
           for (std::uint64_t xi = 0; xi < g.tx; ++xi) {
             const std::uint8_t* raw = data;
@@ -187,6 +197,7 @@ void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const P
           lk.unlock();
           writer.write_row(next_write, item);
           lk.lock();
+          for (auto& b : item.tiles) spare.push_back(std::move(b));
           ++next_write;
           cv_window.notify_all();
         }
