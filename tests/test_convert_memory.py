@@ -63,6 +63,17 @@ def test_lz4_is_byte_shuffle_for_every_dtype(tmp_path, dtype, compressor):
     np.testing.assert_array_equal(read_back(store), arr)
 
 
+@pytest.mark.parametrize("channels,n", [(1, 1), (1, 2), (3, 1)])
+def test_full_width_chunks_with_a_partial_last_band(tmp_path, channels, n):
+    # chunk (1, 16, W) of 1-channel images: bands of whole rows, encoded in place (the last, partial
+    # band padded); other shapes are gathered. zarr-python must read the same pixels either way.
+    arr = smooth_images(5, channels, 50, 40, "uint16", seed=11)
+    store = convert_mem(tmp_path, arr, chunk_shape=(n, 16, 40), shard_images=4)
+    a = zarr.open_array(store / "images", mode="r")
+    assert a.chunks == (n, channels, 16, 40)
+    np.testing.assert_array_equal(a[...], arr)
+
+
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_edges_not_multiple_of_chunk_or_shard(tmp_path, channels):
     arr = smooth_images(7, channels, 300, 300, "uint8", seed=3)

@@ -145,6 +145,9 @@ void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const P
     std::vector<std::uint8_t> rowbuf(g.n * g.image_bytes()), tile;
     ByteBuffer scratch;
     const bool whole = g.h == g.H && g.w == g.W;
+    // One image, one channel, full-width tiles: every tile but a partial last one is a band of
+    // whole rows, contiguous in the row buffer, so it is encoded in place without gathering.
+    const bool bands = g.w == g.W && g.n * g.C == 1;
     if (!whole) tile.resize(g.tile_bytes());
     try {
       for (;;) {
@@ -174,7 +177,9 @@ void run_engine(const EngineJob& job, std::vector<ImageRecord>& records, const P
         for (std::uint64_t yi = 0; yi < g.ty; ++yi)
           for (std::uint64_t xi = 0; xi < g.tx; ++xi) {
             const std::uint8_t* raw = data;
-            if (!whole) {
+            if (bands && (yi + 1) * g.h <= g.H) {
+              raw = data + yi * g.h * g.W * g.item;
+            } else if (!whole) {
               gather_tile(g, data, yi, xi, tile.data());
               raw = tile.data();
             }

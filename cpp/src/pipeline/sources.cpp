@@ -77,6 +77,14 @@ class FileSource final : public ImageSource {
           fail(ErrorKind::Corrupt, "file changed while converting");
         r.fits_extension = info.fits_extension;
         r.fits_header_json = std::move(info.fits_header_json);
+        if (info.height == H_ && info.width == W_ && info.channels == C_ && info.dtype == dtype_ &&
+            (info.layout == PixelLayout::CHW || C_ == 1)) {
+          // Already the store's layout and dtype (FITS, gray PNG/TIFF): decode straight into the
+          // row slot, sparing a copy of every pixel.
+          p.format->decode(path, fo_, info, slot);
+          set_stats(r, slot, dtype_, per);
+          continue;
+        }
         if (decoded.size() < info.byte_size()) decoded.resize(info.byte_size());
         p.format->decode(path, fo_, info, decoded.data());
         SrcImage src{decoded.data(), info.dtype, info.channels, info.height, info.width,
