@@ -19,6 +19,14 @@ struct Probed {
   std::uint32_t channels = 0;
   DType dtype = DType::u8;
   bool ok = false;
+  // Set by probe_files (not by probes read back from JSON): what decode needs besides the fields
+  // above, and the file's size and mtime at probe time, which the decode pass checks instead of
+  // probing the file a second time.
+  bool stamped = false;
+  PixelLayout layout = PixelLayout::HWC;
+  std::vector<std::uint64_t> shape;
+  std::uint64_t size = 0;
+  std::int64_t mtime_ns = 0;
 };
 
 // Reads every header in parallel; fills probed[i] and the probe-time fields of records[i]
