@@ -29,6 +29,9 @@ class BytesCodec {
   // Corrupt input throws i2z::Error(ErrorKind::Corrupt, ...).
   virtual void decode(std::span<const std::uint8_t> in, std::vector<std::uint8_t>& out,
                       std::size_t expected) const = 0;
+  // Decodes into exactly n bytes at `out` (Corrupt unless the data decodes to n bytes). The
+  // default goes through decode() and a copy; codecs that can write in place override it.
+  virtual void decode_into(std::span<const std::uint8_t> in, std::uint8_t* out, std::size_t n) const;
 };
 
 // An allocator whose resize() leaves new bytes uninitialised: encode output buffers are sized
@@ -91,6 +94,10 @@ class CodecChain {
   // Decodes into exactly `raw_size` bytes of native-endian elements; throws Corrupt otherwise.
   void decode(std::span<const std::uint8_t> encoded, std::vector<std::uint8_t>& out, std::size_t raw_size,
               std::vector<std::uint8_t>& scratch) const;
+  // The same into raw_size bytes at dst (e.g. straight into a reader's output); tmp and scratch
+  // hold the intermediate results of a chain of several codecs.
+  void decode_into(std::span<const std::uint8_t> encoded, std::uint8_t* dst, std::size_t raw_size,
+                   std::vector<std::uint8_t>& tmp, std::vector<std::uint8_t>& scratch) const;
   bool empty() const { return codecs_.empty() && !big_endian_; }
 
  private:
