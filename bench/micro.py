@@ -4,8 +4,8 @@
     valgrind --tool=callgrind python bench/micro.py w3a --reps 2   # minus a --reps 0 run
     I2Z_MICRO_CORE=/tmp/old/_core.so python bench/micro.py w6a  # another build of the extension
 
-Each repetition is one `_core.convert_*(...).run()` (no Parquet side-car, no Python wrapper) into
-/dev/shm, or for `w7` a loop of single-image reads through `open_store`. Inputs are the cached
+Each repetition is one `_core.convert_*(...).run()` (no Parquet side-car, no Python wrapper, then
+`abort()`) into /dev/shm, or for `w7` a loop of single-image reads through `open_store`. Inputs are the cached
 quick-mode bench inputs (bench/.data, made by `bench/run.py --quick`). CPU seconds are the
 process's user + system time, so they are not stretched by other load on the machine.
 """
@@ -67,15 +67,20 @@ def options(chunk, shard, workers) -> dict:
             "num_workers": workers}
 
 
+def run_and_abort(conv) -> None:
+    conv.run()
+    conv.abort()  # drops the work directory (OUT.i2z-tmp, on tmpfs: RAM)
+
+
 def make_op(name: str, workers: int, reads: int):
     if name in FILES:
         folder, chunk, shard = FILES[name]
         files = sorted(str(p) for p in (DATA / folder).iterdir() if not p.name.startswith("."))
-        return lambda: _core.convert_files(str(OUT), files, options(chunk, shard, workers), "overwrite").run()
+        return lambda: run_and_abort(_core.convert_files(str(OUT), files, options(chunk, shard, workers), "overwrite"))
     if name in ARRAYS:
         path, chunk, shard = ARRAYS[name]
         arr = np.load(DATA / path)
-        return lambda: _core.convert_array(str(OUT), arr, options(chunk, shard, workers), "overwrite").run()
+        return lambda: run_and_abort(_core.convert_array(str(OUT), arr, options(chunk, shard, workers), "overwrite"))
     if name == "w7":
         from images_to_zarr import open_store
 
@@ -115,6 +120,7 @@ def main() -> None:
                   f"wall s median {np.median(walls):.4f} min {min(walls):.4f} ({a.reps} reps)")
     finally:
         shutil.rmtree(OUT, ignore_errors=True)
+        shutil.rmtree(f"{OUT}.i2z-tmp", ignore_errors=True)
 
 
 if __name__ == "__main__":
