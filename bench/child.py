@@ -185,9 +185,10 @@ def _zarr_threads(threads):
 
 
 def _shuffle(itemsize: int) -> str:
-    # What our "lz4" compressor writes (README): bitshuffle for 1-byte types, else byte shuffle.
-    # Every peer gets the same codec configuration, so the shards hold the same kind of bytes.
-    return "bitshuffle" if itemsize == 1 else "shuffle"
+    # What our "lz4" compressor writes (README): byte shuffle for every dtype (c-blosc skips it
+    # for 1-byte types). Every peer gets the same codec configuration, so the shards hold the
+    # same kind of bytes.
+    return "shuffle"
 
 
 def _zarr_codec(itemsize: int):
@@ -338,7 +339,7 @@ def op_acquire_array(spec):
                 data_type=dtypes[str(arr.dtype)],
                 compression=aqz.CompressionSettings(
                     compressor=aqz.Compressor.BLOSC1, codec=aqz.CompressionCodec.BLOSC_LZ4, level=1,
-                    shuffle=2 if arr.dtype.itemsize == 1 else 1,  # BLOSC_BITSHUFFLE / BLOSC_SHUFFLE
+                    shuffle=1,  # BLOSC_SHUFFLE, as _shuffle() says for every dtype
                 ),
             )
         ],
@@ -415,7 +416,7 @@ def _compress_chunks(arr, spec):
             for x in range(0, w, iw):
                 chunks.append(np.ascontiguousarray(arr[i : i + ch[0], :, y : y + ih, x : x + iw]))
     del arr
-    shuffle = Blosc.BITSHUFFLE if _shuffle(chunks[0].dtype.itemsize) == "bitshuffle" else Blosc.SHUFFLE
+    shuffle = {"shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}[_shuffle(chunks[0].dtype.itemsize)]
     codec = Blosc(cname="lz4", clevel=1, shuffle=shuffle, blocksize=0)
     t0 = _clock()
     sizes = _pool_map(lambda buf: len(codec.encode(buf)), chunks, spec["threads"])

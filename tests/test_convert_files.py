@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -254,3 +255,69 @@ def test_fits_extension_stacking_and_header(tmp_path):
     header = json.loads(t.column("fits_header")[0].as_py())
     assert header["EXPTIME"] == 30.5
     assert t.column("fits_extension")[0].as_py()
+
+
+def _plan_then_run(files: list[Path], store: Path, change) -> dict:
+    """Plans (probes every file), lets `change` modify the inputs, then runs the conversion."""
+    from images_to_zarr import _core
+
+    opts = {"chunk_shape": [1, 32, 32], "shard_images": 2, "compressor": "lz4", "clevel": 1, "num_workers": 2}
+    conv = _core.convert_files(str(store), [str(f) for f in files], opts, "create")
+    conv.plan()
+    change()
+    columns: dict[str, list] = {}
+
+    def on_records(first: int, batch: dict) -> None:  # shards arrive in order
+        for k, v in batch.items():
+            columns.setdefault(k, []).extend(v)
+
+    res = conv.run(None, on_records)
+    conv.abort()
+    res["records"] = columns
+    return res
+
+
+@pytest.mark.parametrize("how", ["new_size", "same_size_new_pixels"])
+def test_file_changed_between_probe_and_decode_is_a_per_image_error(tmp_path, how):
+    # The decode pass re-validates each file with the size and mtime taken when it was probed;
+    # an equal-size rewrite (FITS: fixed size for a given shape) is caught by its mtime alone.
+    d = tmp_path / "in"
+    d.mkdir()
+    files = []
+    for i in range(4):
+        f = d / f"{i}.fits"
+        fits.PrimaryHDU(_gray(10 + i, "float32")).writeto(f)
+        files.append(f)
+    target = files[2]
+    stat0 = target.stat()
+
+    def change():
+        if how == "new_size":
+            fits.PrimaryHDU(np.zeros((H + 8, W), np.float32)).writeto(target, overwrite=True)
+        else:
+            fits.PrimaryHDU(_gray(99, "float32")).writeto(target, overwrite=True)
+            assert target.stat().st_size == stat0.st_size
+            os.utime(target, ns=(stat0.st_atime_ns, stat0.st_mtime_ns + 1_000_000_000))
+
+    res = _plan_then_run(files, tmp_path / "out.zarr", change)
+    errors = res["records"]["error"]
+    assert res["failed"] == 1
+    assert errors[2] is not None and "changed" in errors[2]
+    assert [e is None for e in errors] == [True, True, False, True]
+    headers = res["records"]["fits_header"]
+    assert headers[0] is not None and json.loads(headers[0])["NAXIS1"] == W
+
+
+def test_fits_header_column_matches_the_probe(tmp_path):
+    # The header cards now come from the decode pass: they must equal what a probe reports.
+    from images_to_zarr import _core
+
+    d = tmp_path / "in"
+    d.mkdir()
+    hdu = fits.PrimaryHDU(_gray(5, "int16"))
+    hdu.header["OBSERVER"] = "perf"
+    hdu.writeto(d / "a.fits")
+    res = _plan_then_run([d / "a.fits"], tmp_path / "out.zarr", lambda: None)
+    _, info = _core.read_image(str(d / "a.fits"))
+    assert res["records"]["fits_header"][0] == info["fits_header"]
+    assert json.loads(res["records"]["fits_header"][0])["OBSERVER"] == "perf"

@@ -47,6 +47,33 @@ def test_every_compressor(tmp_path, compressor, clevel):
     assert inner == expected
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "float32", "float64"])
+@pytest.mark.parametrize("compressor", ["lz4", "blosc"])
+def test_lz4_is_byte_shuffle_for_every_dtype(tmp_path, dtype, compressor):
+    # design.md: lz4 = blosc(cname lz4, shuffle), also for 1-byte types (no bitshuffle).
+    arr = smooth_images(3, 3, 40, 40, dtype, seed=9)
+    store = convert_mem(tmp_path, arr, compressor=compressor, chunk_shape=(1, 40, 40), shard_images=4)
+    meta = json.loads((store / "images" / "zarr.json").read_text())
+    cfg = meta["codecs"][0]["configuration"]["codecs"][1]["configuration"]
+    assert cfg["shuffle"] == "shuffle" and cfg["cname"] == "lz4" and cfg["typesize"] == arr.dtype.itemsize
+    # The first chunk's c-blosc frame header (index at the end, so it starts at offset 0):
+    # bit 2 of the flags byte is BLOSC_DOBITSHUFFLE, byte 3 the typesize.
+    head = (store / "images" / "c" / "0" / "0" / "0" / "0").read_bytes()[:16]
+    assert head[2] & 0x4 == 0 and head[3] == arr.dtype.itemsize
+    np.testing.assert_array_equal(read_back(store), arr)
+
+
+@pytest.mark.parametrize("channels,n", [(1, 1), (1, 2), (3, 1)])
+def test_full_width_chunks_with_a_partial_last_band(tmp_path, channels, n):
+    # chunk (1, 16, W) of 1-channel images: bands of whole rows, encoded in place (the last, partial
+    # band padded); other shapes are gathered. zarr-python must read the same pixels either way.
+    arr = smooth_images(5, channels, 50, 40, "uint16", seed=11)
+    store = convert_mem(tmp_path, arr, chunk_shape=(n, 16, 40), shard_images=4)
+    a = zarr.open_array(store / "images", mode="r")
+    assert a.chunks == (n, channels, 16, 40)
+    np.testing.assert_array_equal(a[...], arr)
+
+
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_edges_not_multiple_of_chunk_or_shard(tmp_path, channels):
     arr = smooth_images(7, channels, 300, 300, "uint8", seed=3)

@@ -5,7 +5,8 @@
 // tensorstore. A read fetches only what it needs: the index of each touched shard (one ranged
 // read of 16*N+4 bytes, then cached) and the touched inner chunks (one ranged read per run of
 // adjacent chunks). Chunks are decoded in parallel on a small pool of worker threads (the
-// calling thread works too) straight into the caller's buffer. Missing shards, missing chunks
+// calling thread works too; a read of one chunk uses no other thread) straight into the
+// caller's buffer. Missing shards, missing chunks
 // and empty index entries read as the fill value.
 //
 // The array is a snapshot: zarr.json is parsed once at open, and cached shard indexes assume the
@@ -32,7 +33,8 @@
 namespace i2z {
 
 struct ReaderOptions {
-  // Threads decoding one read, the caller included; 0 = min(hardware threads, 8).
+  // Threads decoding one read, the caller included; 0 = the CPUs this process may run on (its
+  // affinity mask), at most 8. A read of one chunk is always decoded on the calling thread.
   unsigned threads = 0;
   // Bound of the shard-index cache (16 bytes per inner chunk of each cached shard).
   std::size_t index_cache_bytes = std::size_t{64} << 20;

@@ -77,6 +77,21 @@ class BloscCodec final : public BytesCodec {
 
   void decode(std::span<const std::uint8_t> in, std::vector<std::uint8_t>& out,
               std::size_t expected) const override {
+    const std::size_t nbytes = validate(in, expected);
+    out.resize(nbytes);
+    decompress(in, out.data(), nbytes);
+  }
+
+  void decode_into(std::span<const std::uint8_t> in, std::uint8_t* out, std::size_t n) const override {
+    const std::size_t nbytes = validate(in, n);
+    if (nbytes != n)
+      fail(ErrorKind::Corrupt, "blosc: frame holds " + std::to_string(nbytes) + " bytes, expected " + std::to_string(n));
+    decompress(in, out, n);
+  }
+
+ private:
+  // The decoded size of a frame, after checks that a hostile header cannot get past.
+  static std::size_t validate(std::span<const std::uint8_t> in, std::size_t expected) {
     // Validate before decompressing: blosc_decompress_ctx trusts the header's sizes.
     std::size_t nbytes = 0;
     if (in.size() < BLOSC_MIN_HEADER_LENGTH || blosc_cbuffer_validate(in.data(), in.size(), &nbytes) != 0)
@@ -97,15 +112,17 @@ class BloscCodec final : public BytesCodec {
     if (expected && nbytes != expected)
       fail(ErrorKind::Corrupt, "blosc: frame holds " + std::to_string(nbytes) + " bytes, expected " +
                                    std::to_string(expected));
-    out.resize(nbytes);
+    return nbytes;
+  }
+
+  static void decompress(std::span<const std::uint8_t> in, std::uint8_t* out, std::size_t nbytes) {
     if (nbytes == 0) return;
     // Typesize and shuffle come from the frame header, not from our JSON (older writers differ).
-    const int r = blosc_decompress_ctx(in.data(), out.data(), out.size(), 1);
+    const int r = blosc_decompress_ctx(in.data(), out, nbytes, 1);
     if (r < 0 || static_cast<std::size_t>(r) != nbytes)
       fail(ErrorKind::Corrupt, "blosc: corrupt frame (decompress returned " + std::to_string(r) + ")");
   }
 
- private:
   int typesize_;
   std::string cname_;
   int clevel_, shuffle_, blocksize_;

@@ -63,7 +63,18 @@ void byteswap(std::uint8_t* p, std::size_t n, std::size_t typesize) {
   }
 }
 
+[[noreturn]] void wrong_size(std::size_t got, std::size_t want) {
+  fail(ErrorKind::Corrupt, "chunk decodes to " + std::to_string(got) + " bytes, expected " + std::to_string(want));
+}
+
 }  // namespace
+
+void BytesCodec::decode_into(std::span<const std::uint8_t> in, std::uint8_t* out, std::size_t n) const {
+  std::vector<std::uint8_t> tmp;
+  decode(in, tmp, n);
+  if (tmp.size() != n) wrong_size(tmp.size(), n);
+  if (n) std::memcpy(out, tmp.data(), n);
+}
 
 CodecChain CodecChain::from_json(const json& codecs, std::size_t typesize) {
   if (!codecs.is_array() || codecs.empty())
@@ -103,8 +114,8 @@ std::size_t CodecChain::max_encoded_size(std::size_t n) const {
   return n;
 }
 
-void CodecChain::encode(std::span<const std::uint8_t> raw, std::vector<std::uint8_t>& out,
-                        std::vector<std::uint8_t>& scratch) const {
+template <class Buf>
+void CodecChain::encode(std::span<const std::uint8_t> raw, Buf& out, Buf& scratch) const {
   const std::size_t k = codecs_.size();
   if (k == 0) {
     out.assign(raw.begin(), raw.end());
@@ -112,7 +123,7 @@ void CodecChain::encode(std::span<const std::uint8_t> raw, std::vector<std::uint
     return;
   }
   // Ping-pong between out and scratch so that the last codec writes into out.
-  auto dst_of = [&](std::size_t i) -> std::vector<std::uint8_t>& { return (k - 1 - i) % 2 == 0 ? out : scratch; };
+  auto dst_of = [&](std::size_t i) -> Buf& { return (k - 1 - i) % 2 == 0 ? out : scratch; };
   const std::uint8_t* src = raw.data();
   std::size_t n = raw.size();
   if (big_endian_) {
@@ -130,6 +141,10 @@ void CodecChain::encode(std::span<const std::uint8_t> raw, std::vector<std::uint
   }
 }
 
+template void CodecChain::encode(std::span<const std::uint8_t>, std::vector<std::uint8_t>&,
+                                 std::vector<std::uint8_t>&) const;
+template void CodecChain::encode(std::span<const std::uint8_t>, ByteBuffer&, ByteBuffer&) const;
+
 void CodecChain::decode(std::span<const std::uint8_t> encoded, std::vector<std::uint8_t>& out, std::size_t raw_size,
                         std::vector<std::uint8_t>& scratch) const {
   const std::size_t k = codecs_.size();
@@ -144,10 +159,27 @@ void CodecChain::decode(std::span<const std::uint8_t> encoded, std::vector<std::
       src = dst;
     }
   }
-  if (out.size() != raw_size)
-    fail(ErrorKind::Corrupt, "chunk decodes to " + std::to_string(out.size()) + " bytes, expected " +
-                                 std::to_string(raw_size));
+  if (out.size() != raw_size) wrong_size(out.size(), raw_size);
   if (big_endian_) byteswap(out.data(), out.size(), typesize_);
+}
+
+void CodecChain::decode_into(std::span<const std::uint8_t> encoded, std::uint8_t* dst, std::size_t raw_size,
+                             std::vector<std::uint8_t>& tmp, std::vector<std::uint8_t>& scratch) const {
+  const std::size_t k = codecs_.size();
+  if (k == 0) {
+    if (encoded.size() != raw_size) wrong_size(encoded.size(), raw_size);
+    if (raw_size) std::memcpy(dst, encoded.data(), raw_size);
+  } else {
+    // Codecs k-1 .. 1 ping-pong through tmp and scratch; codec 0 writes into dst.
+    std::span<const std::uint8_t> src = encoded;
+    for (std::size_t i = k; i-- > 1;) {
+      auto& buf = i % 2 == 0 ? tmp : scratch;
+      codecs_[i]->decode(src, buf, 0);
+      src = buf;
+    }
+    codecs_[0]->decode_into(src, dst, raw_size);
+  }
+  if (big_endian_) byteswap(dst, raw_size, typesize_);
 }
 
 }  // namespace i2z

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -28,7 +29,32 @@ class BytesCodec {
   // Corrupt input throws i2z::Error(ErrorKind::Corrupt, ...).
   virtual void decode(std::span<const std::uint8_t> in, std::vector<std::uint8_t>& out,
                       std::size_t expected) const = 0;
+  // Decodes into exactly n bytes at `out` (Corrupt unless the data decodes to n bytes). The
+  // default goes through decode() and a copy; codecs that can write in place override it.
+  virtual void decode_into(std::span<const std::uint8_t> in, std::uint8_t* out, std::size_t n) const;
 };
+
+// An allocator whose resize() leaves new bytes uninitialised: encode output buffers are sized
+// to the worst case and then overwritten by the codec, so zero-filling them is wasted work.
+template <class T>
+struct UninitAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitAllocator<U>;
+  };
+  UninitAllocator() = default;
+  template <class U>
+  UninitAllocator(const UninitAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... A>
+  void construct(U* p, A&&... a) {
+    ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+  }
+};
+using ByteBuffer = std::vector<std::uint8_t, UninitAllocator<std::uint8_t>>;
 
 // Factory signature of one codec file: (configuration object, element size in bytes).
 using CodecFactory = std::unique_ptr<BytesCodec> (*)(const nlohmann::json& config, std::size_t typesize);
@@ -61,12 +87,17 @@ class CodecChain {
   nlohmann::json to_json() const;
   std::size_t max_encoded_size(std::size_t n) const;
   // Encodes one raw chunk (native little-endian elements). `scratch` is reused between calls.
-  // The result is in `out` (resized to the encoded length).
-  void encode(std::span<const std::uint8_t> raw, std::vector<std::uint8_t>& out,
-              std::vector<std::uint8_t>& scratch) const;
+  // The result is in `out` (resized to the encoded length). Buf: std::vector<std::uint8_t> or
+  // ByteBuffer (no zero-fill; the engine recycles these).
+  template <class Buf>
+  void encode(std::span<const std::uint8_t> raw, Buf& out, Buf& scratch) const;
   // Decodes into exactly `raw_size` bytes of native-endian elements; throws Corrupt otherwise.
   void decode(std::span<const std::uint8_t> encoded, std::vector<std::uint8_t>& out, std::size_t raw_size,
               std::vector<std::uint8_t>& scratch) const;
+  // The same into raw_size bytes at dst (e.g. straight into a reader's output); tmp and scratch
+  // hold the intermediate results of a chain of several codecs.
+  void decode_into(std::span<const std::uint8_t> encoded, std::uint8_t* dst, std::size_t raw_size,
+                   std::vector<std::uint8_t>& tmp, std::vector<std::uint8_t>& scratch) const;
   bool empty() const { return codecs_.empty() && !big_endian_; }
 
  private:

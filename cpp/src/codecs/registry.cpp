@@ -55,10 +55,13 @@ std::unique_ptr<BytesCodec> make_compressor(std::string_view name, int clevel, s
   using nlohmann::json;
   if (name == "lz4" || name == "blosc") {  // design: "blosc" means blosc with lz4
     check_level(name, clevel, 0, 9);
+    // Byte shuffle for every dtype (design §"Compressors"). For 1-byte types c-blosc skips it
+    // (nothing to shuffle), which keeps lz4 at full speed; bitshuffle there made the codec about
+    // 5x more expensive for ~10 % smaller output on 8-bit images.
     return make_blosc_codec({{"typesize", typesize},
                              {"cname", "lz4"},
                              {"clevel", clevel},
-                             {"shuffle", typesize == 1 ? "bitshuffle" : "shuffle"},
+                             {"shuffle", "shuffle"},
                              {"blocksize", 0}},
                             typesize);
   }

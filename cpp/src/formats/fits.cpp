@@ -1155,9 +1155,25 @@ class FitsFormat final : public Format {
 
   void decode(const std::string& path, const FormatOptions& options, const ImageInfo& info,
               void* out) const override {
+    decode_impl(path, options, info, out, nullptr);
+  }
+
+  void decode_with_header(const std::string& path, const FormatOptions& options, const ImageInfo& info, void* out,
+                          std::string& fits_header_json) const override {
+    decode_impl(path, options, info, out, &fits_header_json);
+  }
+
+ private:
+  void decode_impl(const std::string& path, const FormatOptions& options, const ImageInfo& info, void* out,
+                   std::string* header) const {
     auto lock = cfitsio_lock();
     FitsFile file(path, options.max_pixels);
     const Plan p = plan(file.get(), options);
+    if (header) {  // as probe() reads it
+      int hdutype = 0;
+      move_to(file.get(), p.hdus[0].number, &hdutype);
+      *header = header_json(read_cards(file.get()));
+    }
     if (p.info.shape != info.shape || p.info.dtype != info.dtype || p.info.channels != info.channels)
       fail(ErrorKind::Corrupt, "FITS file changed since it was probed: now " + shape_text(p.info.shape) + " " +
                                    std::string(dtype_name(p.info.dtype)) + ", was " + shape_text(info.shape) + " " +

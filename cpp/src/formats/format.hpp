@@ -41,6 +41,13 @@ class Format {
   // (native byte order). `info` is what probe() returned for this file. Throws i2z::Error.
   virtual void decode(const std::string& path, const FormatOptions& options, const ImageInfo& info,
                       void* out) const = 0;
+  // decode() that also sets what only a full header read gives, i.e. probe()'s fits_header_json
+  // (FITS; empty for the others), so that a conversion needs no second probe per file.
+  virtual void decode_with_header(const std::string& path, const FormatOptions& options, const ImageInfo& info,
+                                  void* out, std::string& fits_header_json) const {
+    fits_header_json.clear();
+    decode(path, options, info, out);
+  }
 };
 
 const Format& png_format();

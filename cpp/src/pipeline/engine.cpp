@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "codecs/codec.hpp"
 #include "i2z/error.hpp"
 #include "pipeline/log.hpp"
 #include "zarr/shard_index.hpp"
@@ -46,7 +47,7 @@ void gather_tile(const Geometry& g, const std::uint8_t* rowbuf, std::uint64_t yi
 }
 
 struct EncodedRow {
-  std::vector<std::vector<std::uint8_t>> tiles;
+  std::vector<ByteBuffer> tiles;     // recycled through the engine's free list
   std::vector<ImageRecord> records;  // of the row's images (fewer than n past the array end)
 };
 
@@ -130,6 +131,10 @@ void run_engine(const EngineJob& job, const ProgressFn& progress) {
   std::mutex mu;
   std::condition_variable cv_window, cv_main;
   std::map<std::uint64_t, EncodedRow> ready;
+  // Encoded tile buffers the writer is done with. Reusing them (capacity kept, never
+  // zero-filled) avoids an mmap + page faults + memset per chunk for chunks above glibc's
+  // mmap threshold; their number is bounded by the tiles in flight.
+  std::vector<ByteBuffer> spare;
   std::uint64_t next_write = row_begin;
   bool writing = false;
   std::exception_ptr error;
@@ -146,21 +151,30 @@ void run_engine(const EngineJob& job, const ProgressFn& progress) {
 
   auto worker = [&] {
     std::vector<std::uint8_t> rowbuf(g.n * g.image_bytes()), tile;
-    std::vector<std::uint8_t> scratch;
+    ByteBuffer scratch;
     const bool whole = g.h == g.H && g.w == g.W;
+    // One image, one channel, full-width tiles: every tile but a partial last one is a band of
+    // whole rows, contiguous in the row buffer, so it is encoded in place without gathering.
+    const bool bands = g.w == g.W && g.n * g.C == 1;
     if (!whole) tile.resize(g.tile_bytes());
     try {
       for (;;) {
         const std::uint64_t row = next_row.fetch_add(1);
         if (row >= row_end || stop) break;
+        EncodedRow enc;
+        enc.tiles.reserve(g.tiles_per_row());
         {
           std::unique_lock lk(mu);
           cv_window.wait(lk, [&] { return stop || row < next_write + window; });
           if (stop) break;
+          while (!spare.empty() && enc.tiles.size() < g.tiles_per_row()) {
+            enc.tiles.push_back(std::move(spare.back()));
+            spare.pop_back();
+          }
         }
+        enc.tiles.resize(g.tiles_per_row());
         const std::uint64_t first = row * g.n;
         const std::uint64_t count = std::min(g.n, g.N - first);
-        EncodedRow enc;
         enc.records.resize(count);
         const std::uint8_t* data = job.source->fill(first, count, rowbuf.data(), enc.records.data());
         if (count < g.n) {
@@ -169,11 +183,12 @@ void run_engine(const EngineJob& job, const ProgressFn& progress) {
           std::memset(rowbuf.data() + count * g.image_bytes(), 0, (g.n - count) * g.image_bytes());
           data = rowbuf.data();
         }
-        enc.tiles.resize(g.tiles_per_row());
         for (std::uint64_t yi = 0; yi < g.ty; ++yi)
           for (std::uint64_t xi = 0; xi < g.tx; ++xi) {
             const std::uint8_t* raw = data;
-            if (!whole) {
+            if (bands && (yi + 1) * g.h <= g.H) {
+              raw = data + yi * g.h * g.W * g.item;
+            } else if (!whole) {
               gather_tile(g, data, yi, xi, tile.data());
               raw = tile.data();
             }
@@ -196,6 +211,7 @@ void run_engine(const EngineJob& job, const ProgressFn& progress) {
           lk.unlock();
           writer.write_row(next_write, item);
           lk.lock();
+          for (auto& b : item.tiles) spare.push_back(std::move(b));
           ++next_write;
           cv_window.notify_all();
         }

@@ -22,6 +22,15 @@ struct Probed {
   DType dtype = DType::u8;
   bool ok = false;
   std::string error;  // why the probe failed (empty when ok: no allocation)
+  // Set by probe_files (not by probes read back from JSON): what decode needs besides the fields
+  // above, and the file's mtime at probe time, which the decode pass checks (with file_size)
+  // instead of probing the file a second time. shape/fits_extension are side-car fields that
+  // only the header holds (a few dozen bytes per file).
+  bool stamped = false;
+  PixelLayout layout = PixelLayout::HWC;
+  std::vector<std::uint64_t> shape;
+  std::string fits_extension;
+  std::int64_t mtime_ns = 0;
 };
 
 // Reads every header in parallel into probed[i].

@@ -2,6 +2,7 @@
 // LRU cache, then fetch + decode + scatter chunks on a small task pool (format note §2.3, §4).
 #include "i2z/reader.hpp"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +32,14 @@ constexpr std::uint64_t kMaxChunksPerShard = std::uint64_t{1} << 26;  // a 1 GiB
 constexpr std::uint64_t kNone = ~std::uint64_t{0};
 
 std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return a / b + (a % b != 0); }
+
+// CPUs this process may run on (its affinity mask: taskset, container cpusets), else the
+// hardware threads. More decode threads than that only contend.
+unsigned available_cpus() {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return static_cast<unsigned>(CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
 
 std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, const std::string& where) {
   std::uint64_t r;
@@ -285,6 +294,7 @@ struct ArrayReader::Impl {
   std::uint64_t n_inner = 1, index_bytes = 0;
   std::vector<std::uint8_t> fill;  // one element
   bool fill_zero = true;
+  bool whole_items = false;  // a chunk row is exactly one output item (chunk == array past axis 0)
   unsigned threads = 1;
   mutable TaskPool pool;
   mutable IndexCache cache;
@@ -293,7 +303,7 @@ struct ArrayReader::Impl {
   Impl(std::shared_ptr<Store> s, std::string p, const ReaderOptions& o)
       : store(std::move(s)),
         prefix(std::move(p)),
-        threads(o.threads ? o.threads : std::clamp(std::thread::hardware_concurrency(), 1u, 8u)),
+        threads(o.threads ? o.threads : std::min(available_cpus(), 8u)),
         pool(threads - 1),
         cache(o.index_cache_bytes) {
     where = store->describe() + "/" + prefix;
@@ -342,6 +352,8 @@ struct ArrayReader::Impl {
     }
     fill = fill_bytes();
     fill_zero = std::all_of(fill.begin(), fill.end(), [](std::uint8_t b) { return b == 0; });
+    whole_items = true;
+    for (std::size_t d = 1; d < rank; ++d) whole_items = whole_items && ch[d] == shape[d];
   }
 
   std::vector<std::uint8_t> fill_bytes() const {
@@ -550,7 +562,8 @@ struct ArrayReader::Impl {
     for (std::size_t j = u.first; j < u.last; ++j) {
       const Job& job = p.jobs[j];
       const std::span<const std::uint8_t> enc(bytes->data() + (job.loc.offset - u.offset), job.loc.nbytes);
-      scatter(p, job, decode(enc, s.key, j, p));
+      if (std::uint8_t* dst = direct_slot(p, job)) decode_to(enc, s.key, j, p, dst);
+      else scatter(p, job, decode(enc, s.key, j, p));
     }
   }
 
@@ -562,24 +575,49 @@ struct ArrayReader::Impl {
     chunk_reads.fetch_add(1, std::memory_order_relaxed);
     auto bytes = store->get(key);
     if (!bytes) return scatter(p, job, nullptr);
+    if (std::uint8_t* dst = direct_slot(p, job)) return decode_to(*bytes, key, kNone, p, dst);
     scatter(p, job, decode(*bytes, key, kNone, p));
+  }
+
+  // Where the whole decoded chunk lands unchanged in the output, or null. True when its rows are
+  // whole output items and one run takes all of them (e.g. one image per chunk, read alone):
+  // then it is decoded straight into the output, without the per-thread buffer and a copy.
+  std::uint8_t* direct_slot(const Plan& p, const Job& job) const {
+    if (!whole_items || meta.chain->empty()) return nullptr;
+    const Group& g = p.groups[job.group];
+    if (g.end - g.begin != 1) return nullptr;
+    const Run& r = p.runs[g.begin];
+    if (r.row != 0 || r.count != ch[0]) return nullptr;
+    return p.out + r.slot * item_bytes;
+  }
+
+  std::string chunk_name(const std::string& key, std::size_t job, const Plan& p) const {
+    std::string s = where + "/" + key.substr(prefix.size());
+    if (job != kNone) {
+      std::uint64_t q[kMaxRank];
+      tile_coords(p.jobs[job].tile, q);
+      q[0] = p.groups[p.jobs[job].group].g0;
+      s += " (inner chunk";
+      for (std::size_t d = 0; d < rank; ++d) s += (d ? ", " : " [") + std::to_string(q[d] % cps[d]);
+      s += "])";
+    }
+    return s;
+  }
+
+  void decode_to(std::span<const std::uint8_t> enc, const std::string& key, std::size_t job, const Plan& p,
+                 std::uint8_t* dst) const {
+    DecodeBuffers& b = tls_buffers;
+    try {
+      meta.chain->decode_into(enc, dst, chunk_bytes, b.out, b.scratch);
+    } catch (const Error& e) {
+      fail(ErrorKind::Corrupt, chunk_name(key, job, p) + ": " + e.what());
+    }
   }
 
   // Raw chunk bytes (chunk_bytes long) of one encoded chunk; `job` is the job index in a shard.
   const std::uint8_t* decode(std::span<const std::uint8_t> enc, const std::string& key, std::size_t job,
                              const Plan& p) const {
-    auto name = [&] {
-      std::string s = where + "/" + key.substr(prefix.size());
-      if (job != kNone) {
-        std::uint64_t q[kMaxRank];
-        tile_coords(p.jobs[job].tile, q);
-        q[0] = p.groups[p.jobs[job].group].g0;
-        s += " (inner chunk";
-        for (std::size_t d = 0; d < rank; ++d) s += (d ? ", " : " [") + std::to_string(q[d] % cps[d]);
-        s += "])";
-      }
-      return s;
-    };
+    auto name = [&] { return chunk_name(key, job, p); };
     if (meta.chain->empty()) {
       if (enc.size() != chunk_bytes)
         fail(ErrorKind::Corrupt, name() + ": chunk is " + std::to_string(enc.size()) + " bytes, expected " +
