@@ -188,8 +188,11 @@ def test_fits_with_absurd_naxis_is_a_per_image_error(tmp_path: Path, name: str, 
 @pytest.mark.parametrize("old, new", [(b"ZTILE2  =", "ZTILE2  =                    0"),
                                       (b"ZNAME1  = 'BLOCKSIZE'", "ZTILE1  = 'BLOCKSIZE'"),
                                       (b"ZVAL1   =", "ZVAL1   =                    0"),
-                                      (b"ZNAXIS1 =", "ZNAXIS1 = " + "x" * 40)],
-                         ids=["ztile_zero", "duplicate_ztile_string", "rice_blocksize_zero", "znaxis1_junk"])
+                                      (b"ZNAXIS1 =", "ZNAXIS1 = " + "x" * 40),
+                                      # cfitsio reads "(" through the first ")", here the comment's
+                                      (b"ZVAL2   =", "ZVAL2   =           (        2 / bytes per pixel (1, 2, 4, or 8)")],
+                         ids=["ztile_zero", "duplicate_ztile_string", "rice_blocksize_zero", "znaxis1_junk",
+                              "complex_zval2_closed_in_comment"])
 def test_fits_tile_compressed_with_bad_tile_size_is_a_per_image_error(tmp_path: Path, old: bytes, new: str) -> None:
     """cfitsio 4.2 divides by the tile and RICE block sizes (0, or a ZTILEn it cannot read, was
     SIGFPE) and overflows a message buffer on long invalid integer values (abort); found by
