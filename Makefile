@@ -1,9 +1,9 @@
 # The two commands of the README: `make demo` (convert the bundled examples) and `make test`
-# (everything, from a fresh clone). Other targets are building blocks.
+# (everything CI runs, from a fresh clone). Other targets are building blocks.
 PYTHON ?= python3
 JOBS ?= 2
 
-.PHONY: demo test deps install cpp-test py-test bench bench-quick clean fuzz test-asan
+.PHONY: demo test deps install cpp-test py-test bench bench-quick clean fuzz test-asan asan-build asan-ci
 
 deps:
 	bash scripts/install-deps.sh
@@ -20,7 +20,8 @@ cpp-test: install
 py-test: install
 	$(PYTHON) -m pytest -q
 
-test: cpp-test py-test
+# CI (.ci/run) runs this: the normal build's suites, then the sanitizer build (FUZZING.md).
+test: cpp-test py-test asan-ci
 
 demo: install
 	rm -rf examples/out
@@ -39,28 +40,39 @@ bench-quick:
 	@$(PYTHON) -c "import images_to_zarr._core" 2>/dev/null || $(MAKE) install
 	$(PYTHON) bench/run.py --quick
 
-# Hardening (FUZZING.md). Neither target is part of `make test`.
+# Hardening (FUZZING.md).
 # fuzz: clang + libFuzzer harnesses of cpp/fuzz/, each run FUZZ_SECONDS (one after the other).
-# test-asan: the GoogleTest suite under ASan + UBSan, then the pytest suite (ASAN_PYTESTS) against an
-# ASan build of the extension (loaded with LD_PRELOAD of libasan; leak checks off for Python).
+# asan-build: one ASan + UBSan build (GCC, -O1 -g1) of the engine, linked into both the GoogleTest
+#   binary and the extension, so the engine is compiled once for both.
+# asan-ci (part of `make test`): the GoogleTest suite under it, then ASAN_CI_PYTESTS, the pytest
+#   files that drive the most C++ (decoders, hostile input, reader and damaged stores, append),
+#   against the ASan extension (loaded with LD_PRELOAD of libasan; leak checks off for Python).
+# test-asan: the same with the whole pytest suite.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= png jpeg tiff fits shard zarr_json
 FUZZ_BUILD := build/fuzz
 ASAN_BUILD := build/asan
-ASAN_PY_BUILD := build/asan-py
-ASAN_PYTESTS ?= tests
+ASAN_CI_PYTESTS ?= tests/test_hostile.py tests/test_checksum.py tests/test_formats_png_jpeg.py \
+  tests/test_formats_tiff.py tests/test_formats_fits.py tests/test_reader.py tests/test_append.py
+ASAN_GTEST_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 fuzz:
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DI2Z_BUILD_FUZZ=ON -DI2Z_BUILD_PYTHON=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 	cpp/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-test-asan: deps
-	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DI2Z_SANITIZE=ON -DI2Z_BUILD_TESTS=ON -DI2Z_BUILD_PYTHON=OFF
+asan-build: deps
+	BUILD_TESTS=ON cpp/fuzz/asan_configure.sh $(ASAN_BUILD)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
-	cpp/fuzz/asan_pytest.sh $(ASAN_PY_BUILD) $(ASAN_PYTESTS)
+
+asan-ci: asan-build
+	$(ASAN_GTEST_ENV) ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
+	cpp/fuzz/asan_pytest.sh $(ASAN_BUILD) $(ASAN_CI_PYTESTS)
+
+test-asan: asan-build
+	$(ASAN_GTEST_ENV) ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
+	cpp/fuzz/asan_pytest.sh $(ASAN_BUILD) tests
 
 clean:
 	rm -rf build examples/out

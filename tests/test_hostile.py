@@ -188,8 +188,11 @@ def test_fits_with_absurd_naxis_is_a_per_image_error(tmp_path: Path, name: str, 
 @pytest.mark.parametrize("old, new", [(b"ZTILE2  =", "ZTILE2  =                    0"),
                                       (b"ZNAME1  = 'BLOCKSIZE'", "ZTILE1  = 'BLOCKSIZE'"),
                                       (b"ZVAL1   =", "ZVAL1   =                    0"),
-                                      (b"ZNAXIS1 =", "ZNAXIS1 = " + "x" * 40)],
-                         ids=["ztile_zero", "duplicate_ztile_string", "rice_blocksize_zero", "znaxis1_junk"])
+                                      (b"ZNAXIS1 =", "ZNAXIS1 = " + "x" * 40),
+                                      # cfitsio reads "(" through the first ")", here the comment's
+                                      (b"ZVAL2   =", "ZVAL2   =           (        2 / bytes per pixel (1, 2, 4, or 8)")],
+                         ids=["ztile_zero", "duplicate_ztile_string", "rice_blocksize_zero", "znaxis1_junk",
+                              "complex_zval2_closed_in_comment"])
 def test_fits_tile_compressed_with_bad_tile_size_is_a_per_image_error(tmp_path: Path, old: bytes, new: str) -> None:
     """cfitsio 4.2 divides by the tile and RICE block sizes (0, or a ZTILEn it cannot read, was
     SIGFPE) and overflows a message buffer on long invalid integer values (abort); found by
@@ -411,6 +414,40 @@ def test_bad_crc32c_in_a_chunk_names_the_shard(zarr_python_store) -> None:
     np.testing.assert_array_equal(s[0:4], data[0:4])
     with pytest.raises(ValueError, match=r"c/1/0/0/0 \(inner chunk.*crc32c"):
         s[4]
+
+
+@pytest.mark.parametrize("compressor", ["lz4", "zstd", "none"])
+def test_every_flipped_payload_byte_of_our_store_names_the_shard(tmp_path: Path, compressor: str) -> None:
+    """Our stores end the inner chain with crc32c (checksum=True, the default): flipping any byte of
+    a chunk payload is an error naming the shard and the chunk. Without it most flips decode to
+    wrong pixels silently (FUZZING.md), which this also checks so the test can fail."""
+    data = np.random.default_rng(4).integers(0, 40, (2, 1, 16, 16), dtype=np.uint8)
+    store = i2z.convert(tmp_path / "ours.zarr", images=data, compressor=compressor, progress=False)
+    plain = i2z.convert(tmp_path / "plain.zarr", images=data, compressor=compressor, checksum=False, progress=False)
+
+    def flips(path: Path) -> tuple[int, int, int]:
+        shard = path / "images" / "c" / "0" / "0" / "0" / "0"
+        original = shard.read_bytes()
+        off0, n0 = struct.unpack_from("<QQ", original, len(original) - 36)  # index of 2 chunks + crc
+        raised = silent = 0
+        for i in range(off0, off0 + n0):
+            b = bytearray(original)
+            b[i] ^= 0x10
+            shard.write_bytes(bytes(b))
+            try:
+                got = open_store(path)[0]
+            except ValueError as e:
+                assert re.search(r"c/0/0/0/0 \(inner chunk \[0, 0, 0, 0\]\)", str(e)), str(e)
+                raised += 1
+                continue
+            silent += not np.array_equal(got, data[0])
+        shard.write_bytes(original)
+        return raised, silent, n0
+
+    raised, silent, total = flips(store)
+    assert raised == total > 4 and silent == 0
+    _, silent_plain, _ = flips(plain)
+    assert silent_plain > 0
 
 
 def test_bad_index_crc32c_names_the_shard(zarr_python_store) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs pytest files against an AddressSanitizer + UBSan build of the extension (make test-asan).
+# Runs pytest files against an AddressSanitizer + UBSan build of the extension (make asan-ci,
+# make test-asan).
 #   cpp/fuzz/asan_pytest.sh BUILD_DIR test_file...
-# Builds _core with -DI2Z_SANITIZE=ON into BUILD_DIR (GCC, like the normal build), stages it
+# Builds _core with -DI2Z_SANITIZE=ON into BUILD_DIR (asan_configure.sh), stages it
 # with the Python sources in BUILD_DIR/stage, and runs pytest with libasan preloaded (the
 # interpreter itself is not instrumented; child interpreters inherit it). A sitecustomize.py in
 # the stage removes the editable install's import hook, so that `import images_to_zarr` resolves
@@ -13,8 +14,8 @@ build="${1:?build dir}"
 shift
 python="${PYTHON:-python3}"
 cd "$root"
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DI2Z_SANITIZE=ON -DI2Z_BUILD_PYTHON=ON \
-  -DI2Z_BUILD_TESTS=OFF -DPython_EXECUTABLE="$(command -v "$python")" >/dev/null
+# A build dir configured by `make asan-build` (with GoogleTest) is reused as it is.
+[ -f "$build/CMakeCache.txt" ] || cpp/fuzz/asan_configure.sh "$build"
 cmake --build "$build" -j "${JOBS:-2}" --target _core
 stage="$(cd "$build" && pwd)/stage"
 rm -rf "$stage"

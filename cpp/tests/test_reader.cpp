@@ -683,6 +683,24 @@ TEST(ReaderOpen, Errors) {
   expect_error([&] { open_image_array(store); }, ErrorKind::Value, "zarr.json");
 }
 
+// group_attributes_json: "{}" for a store without group attributes, a Value error naming the
+// document for a damaged one (the reader.hpp contract).
+TEST(ReaderOpen, GroupAttributesOfMissingArrayAndDamagedRoots) {
+  TempDir dir;
+  auto store = open_local_store(dir.str());
+  EXPECT_EQ(group_attributes_json(*store), "{}");  // no zarr.json at all
+  const std::string array_root = R"({"zarr_format": 3, "node_type": "array", "attributes": {"a": 1}})";
+  store->set("zarr.json", as_bytes(array_root));
+  EXPECT_EQ(group_attributes_json(*store), "{}");
+  const std::string no_attrs = R"({"zarr_format": 3, "node_type": "group", "attributes": [1]})";
+  store->set("zarr.json", as_bytes(no_attrs));
+  EXPECT_EQ(group_attributes_json(*store), "{}");
+  for (const std::string bad : {"{not json", "", "[]", "null", "{\"zarr_format\": 2, \"node_type\": \"group\"}"}) {
+    store->set("zarr.json", as_bytes(bad));
+    expect_error([&] { group_attributes_json(*store); }, ErrorKind::Value, "zarr.json");
+  }
+}
+
 // Wrongly typed fields in an array document are Value errors naming the document, never a
 // stray JSON-library exception.
 TEST(ReaderOpen, WronglyTypedMetadataFields) {

@@ -82,6 +82,9 @@ def cli() -> None:
 @click.option("--compressor", "-c", type=click.Choice(["lz4", "blosc", "zstd", "gzip", "zlib", "none"]), default="lz4",
               show_default=True)
 @click.option("--clevel", type=int, default=1, show_default=True, help="Compression level.")
+@click.option("--no-checksum", is_flag=True, help="No crc32c per inner chunk (damage then goes undetected).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=2**31, show_default=True,
+              help="Largest image (height x width x channels); larger images are per-image errors.")
 @click.option("--resize", help="Resize every image to H,W.")
 @click.option("--interpolation-order", type=click.IntRange(0, 5), default=1, show_default=True)
 @click.option("--dtype", help="Store dtype (default: promotion of the inputs).")
@@ -96,7 +99,8 @@ def cli() -> None:
 @click.option("--debug", is_flag=True, help="Debug logging and tracebacks.")
 def convert(folders: tuple[str, ...], out: str, metadata: str | None, recursive: bool, workers: int,
             fits_ext: str | None, chunk_shape: str, shard_images: int | None, compressor: str, clevel: int,
-            resize: str | None, interpolation_order: int, dtype: str | None, pad: bool, overwrite: bool,
+            no_checksum: bool, max_pixels: int, resize: str | None, interpolation_order: int, dtype: str | None,
+            pad: bool, overwrite: bool,
             append: bool, resume: bool, scheduler: str | None, storage_option: tuple[str, ...], no_progress: bool,
             quiet: bool, debug: bool) -> None:
     """Convert image FOLDERS (and/or files, local or s3://) into a sharded Zarr v3 store (OUT may be s3://)."""
@@ -113,7 +117,8 @@ def convert(folders: tuple[str, ...], out: str, metadata: str | None, recursive:
         out, folders=list(folders), metadata=metadata, recursive=recursive, num_parallel_workers=workers,
         fits_extension=_fits_ext(fits_ext), resize=tuple(size) if size else None,
         interpolation_order=interpolation_order, chunk_shape=tuple(chunks), compressor=compressor, clevel=clevel,
-        overwrite=overwrite, append=append, shard_images=shard_images, dtype=dtype, pad=pad, resume=resume,
+        checksum=not no_checksum, max_pixels=max_pixels, overwrite=overwrite, append=append,
+        shard_images=shard_images, dtype=dtype, pad=pad, resume=resume,
         progress=not no_progress and sys.stderr.isatty(), scheduler=scheduler, storage_options=storage_options))
     if not quiet:
         click.echo(str(store))

@@ -24,6 +24,9 @@ struct ConvertOptions {
   std::uint64_t shard_images = 0;                       // 0 = automatic (README: ~128 MiB shards)
   std::string compressor = "lz4";                       // lz4 | blosc | zstd | gzip | zlib | none
   int clevel = 1;
+  // crc32c as the last inner codec: a damaged chunk fails to read instead of decoding to wrong
+  // pixels (4 bytes per chunk). Appends keep the store's own chain.
+  bool checksum = true;
   std::optional<DType> dtype;                           // default: promotion of the inputs
   std::vector<FitsSelector> fits_extension;             // empty = first HDU with image data
   std::optional<std::pair<std::uint64_t, std::uint64_t>> resize;  // (H, W)

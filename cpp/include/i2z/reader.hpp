@@ -83,8 +83,10 @@ class ArrayReader {
 // no root zarr.json; Value when it is not a Zarr v3 document or a group without "images".
 std::unique_ptr<ArrayReader> open_image_array(std::shared_ptr<Store> store, ReaderOptions options = {});
 
-// The root group's "attributes" as JSON text; "{}" when the root document is missing or is not a
-// group.
+// The root group's "attributes" as JSON text; "{}" when the root zarr.json is missing, is an
+// array or has no attributes object. A root zarr.json that is not a Zarr v3 JSON object throws
+// ErrorKind::Value naming it, as open_image_array() does: a damaged store must not pass for one
+// without attributes.
 std::string group_attributes_json(Store& store);
 
 }  // namespace i2z

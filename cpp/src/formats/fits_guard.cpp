@@ -59,12 +59,17 @@ bool int_value(std::string_view card, long long* out) {
   return r.ec == std::errc() && r.ptr != first;
 }
 
-// The value as cfitsio's ffpsvc extracts it: a quoted string with its quotes, else the text up
-// to a '/' comment, without surrounding blanks.
+// The value as cfitsio's ffpsvc extracts it: a quoted string with its quotes, a complex value
+// "(...)" through the first ')' (even one inside the comment), else the text up to a '/'
+// comment, without surrounding blanks.
 std::string_view value_text(std::string_view card) {
   if (card[8] != '=') return {};
   std::string_view v = card.substr(10);
   while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+  if (!v.empty() && v.front() == '(') {
+    const std::size_t close = v.find(')');
+    if (close != std::string_view::npos) return v.substr(0, close + 1);
+  }
   if (!v.empty() && v.front() == '\'') {
     std::size_t i = 1;
     while (i < v.size()) {

@@ -10,8 +10,9 @@
 //   * in a tile-compressed HDU, a ZTILEn that is not a positive integer, or a RICE BLOCKSIZE of
 //     0: cfitsio divides by them (SIGFPE);
 //   * BLANK, or ZBITPIX, ZNAXIS, ZNAXISn, ZTILEn, ZVALn, ZBLANK, ZDITHER0 of a tile-compressed
-//     HDU, holding an unconvertible value longer than 28 characters: ffc2j's error message
-//     overflows its 81-byte buffer (glibc's fortify check aborts);
+//     HDU, holding an unconvertible value longer than 28 characters (a complex "(..." value
+//     runs to the first ')', also one in the comment): ffc2j's error message overflows its
+//     81-byte buffer (glibc's fortify check aborts);
 //   * a table's TTYPEn (TUNITn, TFORMn, ...) given as bare text filling the value field:
 //     ffgtbp strcpy()s it into a 70-byte field (fortify abort).
 #pragma once

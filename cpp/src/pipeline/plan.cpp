@@ -42,6 +42,7 @@ ArrayMeta plan_array(std::uint64_t N, std::uint32_t C, std::uint64_t H, std::uin
   m.index_at_end = true;
   std::vector<std::unique_ptr<BytesCodec>> codecs;
   if (auto c = make_compressor(o.compressor, o.clevel, dtype_size(dtype))) codecs.push_back(std::move(c));
+  if (o.checksum) codecs.push_back(make_crc32c_codec(nullptr, dtype_size(dtype)));
   m.chain = std::make_shared<CodecChain>(false, dtype_size(dtype), std::move(codecs));
   m.dimension_names = {"image", "channel", "y", "x"};
   m.fill_value = 0;

@@ -80,13 +80,18 @@ ConvertOptions options_from(const nb::dict& d) {
     else if (key == "shard_images") o.shard_images = nb::cast<std::uint64_t>(v);
     else if (key == "compressor") o.compressor = nb::cast<std::string>(v);
     else if (key == "clevel") o.clevel = nb::cast<int>(v);
+    else if (key == "checksum") o.checksum = nb::cast<bool>(v);
     else if (key == "dtype") o.dtype = dtype_from_name(nb::cast<std::string>(v));
     else if (key == "fits_extension") o.fits_extension = nb::cast<std::vector<FitsSelector>>(v);
     else if (key == "resize") o.resize = nb::cast<std::pair<std::uint64_t, std::uint64_t>>(v);
     else if (key == "interpolation_order") o.interpolation_order = nb::cast<int>(v);
     else if (key == "pad") o.pad = nb::cast<bool>(v);
     else if (key == "num_workers") o.num_workers = std::max(1, nb::cast<int>(v));
-    else if (key == "max_pixels") o.max_pixels = nb::cast<std::uint64_t>(v);
+    else if (key == "max_pixels") {
+      const auto mp = nb::cast<std::int64_t>(v);
+      if (mp < 1) fail(ErrorKind::Value, "max_pixels must be >= 1, got " + std::to_string(mp));
+      o.max_pixels = static_cast<std::uint64_t>(mp);
+    }
     else if (key == "extra_attributes_json") o.extra_attributes_json = nb::cast<std::string>(v);
     else if (key == "resume") o.resume = nb::cast<bool>(v);
     else if (key == "storage_options") o.storage_options = storage_options_from(v);
