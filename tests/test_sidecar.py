@@ -143,6 +143,18 @@ def test_rows_row_groups_and_warnings_across_shards(tmp_path: Path, folder: Path
     assert not list(tmp_path.glob("*.i2z-*"))  # no temporary side-car left
 
 
+def split_folder(folder: Path, k: int, tmp_path: Path) -> tuple[Path, Path]:
+    """Hard links of the folder's first k files in tmp_path/a, of the others in tmp_path/b."""
+    files = sorted(folder.iterdir())
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    for f in files[:k]:
+        os.link(f, first / f.name)
+    for f in files[k:]:
+        os.link(f, second / f.name)
+    return first, second
+
+
 @pytest.fixture
 def group_per_shard(monkeypatch) -> None:
     """One side-car row group per shard (shards here are far below the batching threshold)."""
@@ -199,12 +211,7 @@ def test_resume_rebuilds_the_rows_of_finished_shards(tmp_path: Path, folder: Pat
 
 def test_append_keeps_the_old_rows_and_unifies_columns(tmp_path: Path, folder: Path) -> None:
     files = sorted(folder.iterdir())
-    first, second = tmp_path / "a", tmp_path / "b"
-    first.mkdir(), second.mkdir()
-    for f in files[:6]:
-        os.link(f, first / f.name)
-    for f in files[6:]:
-        os.link(f, second / f.name)
+    first, second = split_folder(folder, 6, tmp_path)
     csv = write_csv(tmp_path / "x.csv", [f.name for f in files[:6]])
     store = i2z.convert(tmp_path / "x.zarr", folders=first, metadata=csv, shard_images=S, progress=False)
     old = pq.read_table(sidecar_path(store))
@@ -238,12 +245,7 @@ def _data_end(blob: bytes) -> int:
 
 def test_append_copies_old_row_groups_as_bytes(tmp_path: Path, folder: Path, group_per_shard) -> None:
     files = sorted(folder.iterdir())
-    first, second = tmp_path / "a", tmp_path / "b"
-    first.mkdir(), second.mkdir()
-    for f in files[:8]:
-        os.link(f, first / f.name)
-    for f in files[8:]:
-        os.link(f, second / f.name)
+    first, second = split_folder(folder, 8, tmp_path)
     store = i2z.convert(tmp_path / "x.zarr", folders=first, shard_images=S, progress=False)
     before = sidecar_path(store).read_bytes()
     old = pq.read_table(sidecar_path(store))
@@ -303,12 +305,7 @@ def test_distributed_resume_and_row_groups(tmp_path: Path, folder: Path, monkeyp
 @pytest.mark.s3
 def test_s3_append_streams_the_old_side_car(tmp_path: Path, folder: Path, s3_server) -> None:
     files = sorted(folder.iterdir())
-    first, second = tmp_path / "a", tmp_path / "b"
-    first.mkdir(), second.mkdir()
-    for f in files[:9]:
-        os.link(f, first / f.name)
-    for f in files[9:]:
-        os.link(f, second / f.name)
+    first, second = split_folder(folder, 9, tmp_path)
     opts = s3_server.options()
     url = f"s3://{s3_server.bucket}/sidecar-{uuid.uuid4().hex[:8]}/x.zarr"
     kw = dict(shard_images=S, progress=False)
