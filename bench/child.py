@@ -210,7 +210,7 @@ def op_zarr_array(spec):
         dtype=arr.dtype,
         chunks=(ch[0], c, min(ch[1], h), min(ch[2], w)),
         shards=(spec["shard"], c, h, w),
-        compressors=[_zarr_codec(arr.dtype.itemsize)],
+        compressors=[_zarr_codec(arr.dtype.itemsize), zarr.codecs.Crc32cCodec()],  # our default chain
         fill_value=0,
         overwrite=True,
         dimension_names=["image", "channel", "y", "x"],
@@ -280,6 +280,7 @@ def op_tensorstore_array(spec):
                         {"name": "bytes", "configuration": {"endian": "little"}},
                         {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 1, "shuffle": _shuffle(arr.dtype.itemsize),
                                                             "typesize": arr.dtype.itemsize, "blocksize": 0}},
+                        {"name": "crc32c"},  # our default chain ends with a checksum
                     ],
                     "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
                     "index_location": "end",
