@@ -213,6 +213,27 @@ def test_fits_tile_compressed_with_bad_tile_size_is_a_per_image_error(tmp_path: 
     assert errors["b_tiles.fits"] and re.search(r"tile-compressed|invalid Z", errors["b_tiles.fits"]), errors["b_tiles.fits"]
 
 
+def test_fits_tile_compressed_with_a_later_garbage_zimage_card_is_still_guarded(tmp_path: Path) -> None:
+    """A second, unreadable ZIMAGE card after ZIMAGE = T must not hide the tile-compressed HDU from
+    the header guard: cfitsio still treats it as compressed and divided by ZTILE2 = 0 (SIGFPE;
+    fuzz_fits finding 13)."""
+    from astropy.io import fits
+
+    d = tmp_path / "in"
+    d.mkdir()
+    fits.PrimaryHDU(GOOD.astype(np.int16)).writeto(d / "a_good.fits")
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(GOOD.astype(np.int16), compression_type="RICE_1")]).writeto(
+        d / "b_tiles.fits")
+    blob = bytearray((d / "b_tiles.fits").read_bytes())
+    for old, new in ((b"ZTILE2  =", "ZTILE2  =                    0"), (b"EXTNAME =", "ZIMAGE  =  \xe0 T")):
+        at = blob.index(old)
+        blob[at:at + 80] = new.ljust(80).encode("latin-1")
+    (d / "b_tiles.fits").write_bytes(bytes(blob))
+    _, errors = peak_rss_of_convert(tmp_path / "o.zarr", d)
+    assert errors["a_good.fits"] is None
+    assert errors["b_tiles.fits"] and "tile-compressed" in errors["b_tiles.fits"], errors["b_tiles.fits"]
+
+
 def test_tiff_with_thousands_of_pages_reads_only_page_zero(tmp_path: Path) -> None:
     d = tmp_path / "in"
     d.mkdir()

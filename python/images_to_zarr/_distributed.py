@@ -84,6 +84,9 @@ def write(conversion: Any, plan: dict[str, Any], files: list[str], client: Any, 
             del result
             if bar is not None:
                 bar.update(1)
+    except BaseException:
+        client.cancel(tasks)  # no task may write into the work store once the caller aborts it
+        raise
     finally:
         if bar is not None:
             bar.close()

@@ -398,22 +398,25 @@ def finish_append(old_location: StoreLocation, keep: int, new_rows_file: Path, o
     """Writes the old side-car's first ``keep`` rows (later rows are leftovers of an interrupted
     append) followed by the rows of ``new_rows_file`` (a local Parquet file) to ``out_location``,
     atomically. Columns are unified as ``pa.concat_tables(..., promote_options="permissive")``
-    does. Streams record batches, so memory does not grow with the side-car."""
+    does. Streams record batches, so memory does not grow with the side-car. Row i must describe
+    image i: a missing or short old side-car is padded with null rows (with a warning)."""
     if _append_in_place(old_location, keep, new_rows_file, out_location, storage_options):
         new_rows_file.unlink(missing_ok=True)
         return
     old = _open_parquet(old_location, storage_options)
-    if old is None:
-        logger.warning(f"side-car {old_location} is missing; writing only the appended rows' metadata")
-        _publish(new_rows_file, out_location, storage_options)
-        return
     new = pq.ParquetFile(new_rows_file)
-    schema = pa.unify_schemas([old.schema_arrow, new.schema_arrow], promote_options="permissive")
+    schema = new.schema_arrow if old is None else pa.unify_schemas([old.schema_arrow, new.schema_arrow],
+                                                                   promote_options="permissive")
+    have = 0 if old is None else min(keep, old.metadata.num_rows)
+    if have < keep:
+        what = "is missing" if old is None else f"has {old.metadata.num_rows} rows"
+        logger.warning(f"side-car {old_location} {what}, the store had {keep} images: "
+                       f"their rows are written as nulls, the appended rows follow")
     tmp = _temp_path(out_location, ".i2z-part")
     try:
         with pq.ParquetWriter(tmp, schema) as writer:
-            left = keep
-            for batch in old.iter_batches(batch_size=_ROW_GROUP_ROWS) if keep > 0 else ():
+            left = have
+            for batch in old.iter_batches(batch_size=_ROW_GROUP_ROWS) if old is not None and have > 0 else ():
                 part = pa.Table.from_batches([batch]).slice(0, left)
                 writer.write_table(_conform(part, schema))
                 left -= part.num_rows
@@ -421,6 +424,8 @@ def finish_append(old_location: StoreLocation, keep: int, new_rows_file: Path, o
                 pa.default_memory_pool().release_unused()  # as in SidecarWriter.write
                 if left == 0:
                     break
+            for lo in range(have, keep, _ROW_GROUP_ROWS):
+                writer.write_table(_nulls(schema, min(_ROW_GROUP_ROWS, keep - lo)))
             for i in range(new.num_row_groups):
                 writer.write_table(_conform(new.read_row_group(i), schema))
                 pa.default_memory_pool().release_unused()
@@ -430,4 +435,12 @@ def finish_append(old_location: StoreLocation, keep: int, new_rows_file: Path, o
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        new.close()
+        if old is not None:
+            old.close()
     _publish(tmp, out_location, storage_options)
+
+
+def _nulls(schema: pa.Schema, n: int) -> pa.Table:
+    return pa.table([pa.nulls(n, f.type) for f in schema], schema=schema)

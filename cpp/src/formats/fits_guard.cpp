@@ -192,7 +192,8 @@ void check_fits_headers(int fd, std::uint64_t size) {
         } else if (key == "GROUPS") {
           groups = logical_true(card);
         } else if (key == "ZIMAGE") {
-          zimage = logical_true(card);
+          // Any T counts: with repeated cards cfitsio may read an earlier one than the last.
+          zimage = zimage || logical_true(card);
         } else if (key == "ZCMPTYPE") {
           rice = rice || value_text(card).find("RICE") != std::string_view::npos;
         }

@@ -208,7 +208,9 @@ class ConversionImpl final : public Conversion {
     for (std::uint64_t s = p.start_index / p.shard_images; s < p.first_shard; ++s)
       deliver(std::max(s * p.shard_images, p.start_index), saved_records(s));
     std::unique_ptr<ImageSource> source;
-    const std::uint64_t first_new = std::max(p.first_shard * p.shard_images, p.start_index);
+    // Clamped: a resume of a run whose shards were all written has nothing new (first_shard == end_shard).
+    const std::uint64_t first_new =
+        std::min(std::max(p.first_shard * p.shard_images, p.start_index), p.total_images);
     const std::uint64_t skip = first_new - p.start_index;  // new images in shards a resume skips
     if (input_.array) {
       ArrayInput rest = *input_.array;
@@ -494,7 +496,8 @@ class ConversionImpl final : public Conversion {
             {"resize", options_.resize ? json{options_.resize->first, options_.resize->second} : json(nullptr)},
             {"order", options_.interpolation_order},
             {"pad", options_.pad},
-            {"fits_extension", fits_json(options_.fits_extension)}};
+            {"fits_extension", fits_json(options_.fits_extension)},
+            {"max_pixels", fo_.max_pixels}};
   }
 
   std::string path_, work_path_;
