@@ -369,3 +369,18 @@ def test_peak_rss_does_not_grow_with_the_image_count(tmp_path: Path) -> None:
         assert pq.read_metadata(tmp_path / f"o{n}_metadata.parquet").num_rows == n
     per_image = (rss[7500] - rss[1500]) / 6000
     assert per_image < 1200, f"{per_image:.0f} bytes of peak RSS per image ({rss})"
+
+
+def test_stale_side_car_temporaries_of_a_killed_writer_are_removed(tmp_path: Path) -> None:
+    imgs = smooth_images(4, 1, 4, 4, seed=6)
+    store = i2z.convert(tmp_path / "z.zarr", images=imgs, progress=False)
+    side = sidecar_path(store)
+    stale = [side.with_name(side.name + t) for t in (".i2z-part-4242-0", ".i2z-new", ".i2z-part")]
+    for f in stale:
+        f.write_bytes(b"left by a killed writer")
+    other = tmp_path / "other_metadata.parquet.i2z-part-1-0"  # another store's: not ours to delete
+    other.write_bytes(b"x")
+    i2z.convert(store, images=imgs, append=True, progress=False)
+    assert not any(f.exists() for f in stale)
+    assert other.exists()
+    assert pq.read_table(side).num_rows == 8

@@ -7,6 +7,7 @@ behind the old rows for an append). Memory holds one shard's rows, never all N.
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import tempfile
@@ -159,6 +160,7 @@ class SidecarWriter:
         self._schema = self._rows(start, _EMPTY_RECORDS).schema
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        _remove_stale_temps(location)
         self._tmp = _temp_path(location, ".i2z-new" if append else ".i2z-part")
         self._writer: pq.ParquetWriter | None = None
         try:
@@ -271,6 +273,17 @@ class SidecarWriter:
             pass
         finally:
             self._tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_temps(location: StoreLocation) -> None:
+    """Deletes temporary side-car files a killed writer left beside a local side-car
+    (``<side-car>.i2z-*``: ours and the C++ store's ``.i2z-part-<pid>-<n>``). Runs while the
+    store's writer lock is held, so no live writer owns them."""
+    if storage.is_url(location):
+        return
+    p = Path(location)
+    for stale in p.parent.glob(glob.escape(p.name) + ".i2z-*"):
+        stale.unlink(missing_ok=True)
 
 
 def _temp_path(location: StoreLocation, suffix: str) -> Path:
