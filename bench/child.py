@@ -355,13 +355,18 @@ def op_acquire_array(spec):
 
 
 # ---------------------------------------------------------------- floors
+def _decode_floor(spec, decode):
+    """Times `decode` over the spec's files on a `threads`-thread pool (results dropped)."""
+    files = _files(spec)
+    t0 = _clock()
+    _pool_map(_drop(decode), files, spec["threads"])
+    return {"seconds": _since(t0)}
+
+
 def op_floor_decode(spec):
     from images_to_zarr import _core
 
-    files = _files(spec)
-    t0 = _clock()
-    _pool_map(_drop(_core.read_image), files, spec["threads"])
-    return {"seconds": _since(t0)}
+    return _decode_floor(spec, _core.read_image)
 
 
 def op_floor_pillow(spec):
@@ -372,28 +377,19 @@ def op_floor_pillow(spec):
         with Image.open(p) as im:
             return np.asarray(im)
 
-    files = _files(spec)
-    t0 = _clock()
-    _pool_map(_drop(dec), files, spec["threads"])
-    return {"seconds": _since(t0)}
+    return _decode_floor(spec, dec)
 
 
 def op_floor_tifffile(spec):
     import tifffile
 
-    files = _files(spec)
-    t0 = _clock()
-    _pool_map(_drop(tifffile.imread), files, spec["threads"])
-    return {"seconds": _since(t0)}
+    return _decode_floor(spec, tifffile.imread)
 
 
 def op_floor_astropy(spec):
     from astropy.io import fits
 
-    files = _files(spec)
-    t0 = _clock()
-    _pool_map(_drop(fits.getdata), files, spec["threads"])
-    return {"seconds": _since(t0)}
+    return _decode_floor(spec, fits.getdata)
 
 
 def op_floor_blosc(spec):

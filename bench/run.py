@@ -264,35 +264,25 @@ def build(args, log) -> tuple[list[list[Case]], dict]:
     ours_floor = ("floor_decode", "decode floor (our C decoders)", "floor")
     compress_floor = ("floor_compress_files", "compress floor (c-blosc, same chunks, pre-decoded)", "cfloor")
 
-    # W1 / W2: RGB PNG / JPEG 256x256
-    if "W1" in args.only:
-        log("data: W1 PNG ...")
-        f = D / f"w1_png_{N['w1']}"
-        data.ensure_files(f, [("png", 256, 256)] * N["w1"], seed + 1, T)
-        groups.append(file_cases("W1 PNG 256x256 RGB", f, N["w1"], N["w1"] * 256 * 256 * 3, 256,
-                                 [ours_floor, compress_floor, ("floor_pillow", "Pillow decode (context)", "context")]))
-    if "W2" in args.only:
-        log("data: W2 JPEG ...")
-        f = D / f"w2_jpeg_{N['w2']}"
-        data.ensure_files(f, [("jpeg", 256, 256)] * N["w2"], seed + 2, T)
-        groups.append(file_cases("W2 JPEG 256x256 RGB q90", f, N["w2"], N["w2"] * 256 * 256 * 3, 256,
-                                 [ours_floor, compress_floor, ("floor_pillow", "Pillow decode (context)", "context")]))
-    if "W3" in args.only:
-        log("data: W3 FITS ...")
-        f = D / f"w3a_fits_f32_{N['w3']}"
-        data.ensure_files(f, [("fits_f32", 512, 512)] * N["w3"], seed + 3, T)
-        groups.append(file_cases("W3a FITS 512x512 float32", f, N["w3"], N["w3"] * 512 * 512 * 4, 64,
-                                 [ours_floor, compress_floor, ("floor_astropy", "astropy decode (context)", "context")]))
-        f = D / f"w3b_fits_i16_{N['w3']}"
-        data.ensure_files(f, [("fits_i16_bzero", 512, 512)] * N["w3"], seed + 4, T)
-        groups.append(file_cases("W3b FITS 512x512 int16+BZERO", f, N["w3"], N["w3"] * 512 * 512 * 2, 128,
-                                 [ours_floor, compress_floor, ("floor_astropy", "astropy decode (context)", "context")]))
-    if "W4" in args.only:
-        log("data: W4 TIFF ...")
-        f = D / f"w4_tiff_{N['w4']}"
-        data.ensure_files(f, [("tiff_u16", 512, 512)] * N["w4"], seed + 5, T)
-        groups.append(file_cases("W4 TIFF 512x512 uint16 deflate", f, N["w4"], N["w4"] * 512 * 512 * 2, 128,
-                                 [ours_floor, compress_floor, ("floor_tifffile", "tifffile decode (context)", "context")]))
+    # W1-W4: (workload, name, data kind, side, bytes per pixel, shard images, context decoder row)
+    pillow = ("floor_pillow", "Pillow decode (context)", "context")
+    astropy = ("floor_astropy", "astropy decode (context)", "context")
+    tifffile = ("floor_tifffile", "tifffile decode (context)", "context")
+    file_workloads = [
+        ("W1", "W1 PNG 256x256 RGB", f"w1_png_{N['w1']}", "png", N["w1"], 256, 3, 256, pillow, 1),
+        ("W2", "W2 JPEG 256x256 RGB q90", f"w2_jpeg_{N['w2']}", "jpeg", N["w2"], 256, 3, 256, pillow, 2),
+        ("W3", "W3a FITS 512x512 float32", f"w3a_fits_f32_{N['w3']}", "fits_f32", N["w3"], 512, 4, 64, astropy, 3),
+        ("W3", "W3b FITS 512x512 int16+BZERO", f"w3b_fits_i16_{N['w3']}", "fits_i16_bzero", N["w3"], 512, 2, 128,
+         astropy, 4),
+        ("W4", "W4 TIFF 512x512 uint16 deflate", f"w4_tiff_{N['w4']}", "tiff_u16", N["w4"], 512, 2, 128, tifffile, 5),
+    ]
+    for key, name, folder, kind, n, side, item, shard, context, seed_offset in file_workloads:
+        if key not in args.only:
+            continue
+        log(f"data: {name} ...")
+        f = D / folder
+        data.ensure_files(f, [(kind, side, side)] * n, seed + seed_offset, T)
+        groups.append(file_cases(name, f, n, n * side * side * item, shard, [ours_floor, compress_floor, context]))
     if "W5" in args.only:
         log("data: W5 mixed ...")
         f = D / f"w5_mixed_{N['w5']}"

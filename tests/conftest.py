@@ -30,3 +30,13 @@ def smooth_images(n: int, c: int, h: int, w: int, dtype: str = "uint8", seed: in
 @pytest.fixture
 def make_images():
     return smooth_images
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), bit by bit: an independent reference for the engine's SSE4.2 one."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF

@@ -21,7 +21,7 @@ import zarr
 from PIL import Image
 
 import images_to_zarr as i2z
-from conftest import smooth_images
+from conftest import crc32c, smooth_images
 from images_to_zarr.reader import open_store
 
 
@@ -68,16 +68,7 @@ def test_checksum_false_leaves_it_out(tmp_path: Path) -> None:
     # Same payloads, each followed by the CRC-32C of itself (little endian) when on.
     shard = Path("images/c/0/0/0/0")
     for a, b in zip(shard_chunks(on / shard, 3), shard_chunks(off / shard, 3)):
-        assert a[:-4] == b and a[-4:] == struct.pack("<I", _crc32c(b))
-
-
-def _crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
+        assert a[:-4] == b and a[-4:] == struct.pack("<I", crc32c(b))
 
 
 @pytest.mark.parametrize("first, then", [(False, True), (True, False)])

@@ -28,6 +28,8 @@ import images_to_zarr as i2z
 from images_to_zarr import _core
 from images_to_zarr.reader import open_store
 
+from conftest import crc32c
+
 zarr = pytest.importorskip("zarr")
 
 GOOD = np.arange(12 * 10, dtype=np.uint8).reshape(12, 10)
@@ -76,15 +78,6 @@ def fits_from_cards(cards: list[str], data: bytes = b"") -> bytes:
     header = "".join(c.ljust(80)[:80] for c in cards + ["END"])
     header += " " * (-len(header) % 2880)
     return header.encode("ascii") + data + b"\0" * (-len(data) % 2880)
-
-
-def crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
 
 
 def peak_rss_of_convert(out: Path, folder: Path) -> tuple[int, dict[str, str | None]]:
@@ -197,6 +190,13 @@ def test_fits_tile_compressed_with_bad_tile_size_is_a_per_image_error(tmp_path: 
     """cfitsio 4.2 divides by the tile and RICE block sizes (0, or a ZTILEn it cannot read, was
     SIGFPE) and overflows a message buffer on long invalid integer values (abort); found by
     fuzz_fits."""
+    error = convert_tile_compressed_with_cards(tmp_path, [(old, new)])
+    assert error and re.search(r"tile-compressed|invalid Z", error), error
+
+
+def convert_tile_compressed_with_cards(tmp_path: Path, cards: list[tuple[bytes, str]]) -> str | None:
+    """Converts a good FITS and a RICE tile-compressed one whose header card starting with each
+    `old` is replaced by `new`; returns the latter's error (the good one must convert)."""
     from astropy.io import fits
 
     d = tmp_path / "in"
@@ -205,33 +205,22 @@ def test_fits_tile_compressed_with_bad_tile_size_is_a_per_image_error(tmp_path: 
     fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(GOOD.astype(np.int16), compression_type="RICE_1")]).writeto(
         d / "b_tiles.fits")
     blob = bytearray((d / "b_tiles.fits").read_bytes())
-    at = blob.index(old)
-    blob[at:at + 80] = new.ljust(80).encode()
+    for old, new in cards:
+        at = blob.index(old)
+        blob[at:at + 80] = new.ljust(80).encode("latin-1")
     (d / "b_tiles.fits").write_bytes(bytes(blob))
     _, errors = peak_rss_of_convert(tmp_path / "o.zarr", d)
     assert errors["a_good.fits"] is None
-    assert errors["b_tiles.fits"] and re.search(r"tile-compressed|invalid Z", errors["b_tiles.fits"]), errors["b_tiles.fits"]
+    return errors["b_tiles.fits"]
 
 
 def test_fits_tile_compressed_with_a_later_garbage_zimage_card_is_still_guarded(tmp_path: Path) -> None:
     """A second, unreadable ZIMAGE card after ZIMAGE = T must not hide the tile-compressed HDU from
     the header guard: cfitsio still treats it as compressed and divided by ZTILE2 = 0 (SIGFPE;
     fuzz_fits finding 13)."""
-    from astropy.io import fits
-
-    d = tmp_path / "in"
-    d.mkdir()
-    fits.PrimaryHDU(GOOD.astype(np.int16)).writeto(d / "a_good.fits")
-    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(GOOD.astype(np.int16), compression_type="RICE_1")]).writeto(
-        d / "b_tiles.fits")
-    blob = bytearray((d / "b_tiles.fits").read_bytes())
-    for old, new in ((b"ZTILE2  =", "ZTILE2  =                    0"), (b"EXTNAME =", "ZIMAGE  =  \xe0 T")):
-        at = blob.index(old)
-        blob[at:at + 80] = new.ljust(80).encode("latin-1")
-    (d / "b_tiles.fits").write_bytes(bytes(blob))
-    _, errors = peak_rss_of_convert(tmp_path / "o.zarr", d)
-    assert errors["a_good.fits"] is None
-    assert errors["b_tiles.fits"] and "tile-compressed" in errors["b_tiles.fits"], errors["b_tiles.fits"]
+    error = convert_tile_compressed_with_cards(
+        tmp_path, [(b"ZTILE2  =", "ZTILE2  =                    0"), (b"EXTNAME =", "ZIMAGE  =  \xe0 T")])
+    assert error and "tile-compressed" in error, error
 
 
 def test_tiff_with_thousands_of_pages_reads_only_page_zero(tmp_path: Path) -> None:
