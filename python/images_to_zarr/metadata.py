@@ -387,19 +387,15 @@ _ROW_GROUP_ROWS = 1024
 _MAX_ROW_GROUPS = 256
 
 
-def _append_in_place(old_location: StoreLocation, keep: int, new_rows_file: Path, out_location: StoreLocation,
-                     storage_options: dict[str, Any] | None) -> bool:
+def _append_in_place(old: pq.ParquetFile, old_location: StoreLocation, keep: int, new_rows_file: Path,
+                     out_location: StoreLocation, storage_options: dict[str, Any] | None) -> bool:
     """The cheap path: ``_core.parquet_append`` copies the old row groups as bytes and merges the
     footers, so the cost does not grow with the side-car. False when that is not possible (schemas
     differ, ``keep`` inside a row group, too many row groups, ...): the caller rewrites."""
     head, name = storage.parent(old_location), storage.name(old_location)
     if storage.parent(out_location) != head:
         return False
-    old = _open_parquet(old_location, storage_options)
-    if old is None:
-        return False
     row_groups = old.metadata.num_row_groups
-    old.close()
     if row_groups >= _MAX_ROW_GROUPS and keep < row_groups * (_ROW_GROUP_ROWS // 2):
         return False
     store = _core.Store.open(os.fspath(head), storage_options or {})
@@ -413,10 +409,11 @@ def finish_append(old_location: StoreLocation, keep: int, new_rows_file: Path, o
     atomically. Columns are unified as ``pa.concat_tables(..., promote_options="permissive")``
     does. Streams record batches, so memory does not grow with the side-car. Row i must describe
     image i: a missing or short old side-car is padded with null rows (with a warning)."""
-    if _append_in_place(old_location, keep, new_rows_file, out_location, storage_options):
+    old = _open_parquet(old_location, storage_options)
+    if old is not None and _append_in_place(old, old_location, keep, new_rows_file, out_location, storage_options):
+        old.close()
         new_rows_file.unlink(missing_ok=True)
         return
-    old = _open_parquet(old_location, storage_options)
     new = pq.ParquetFile(new_rows_file)
     schema = new.schema_arrow if old is None else pa.unify_schemas([old.schema_arrow, new.schema_arrow],
                                                                    promote_options="permissive")
