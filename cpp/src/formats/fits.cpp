@@ -130,9 +130,7 @@ std::uint64_t sat_add(std::uint64_t a, std::uint64_t b) {
 class Fd {
  public:
   explicit Fd(int fd) : fd_(fd) {}
-  explicit Fd(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
-    if (fd_ < 0) fail_errno("cannot open", path);
-  }
+  explicit Fd(const std::string& path) : fd_(open_input(path)) {}
   ~Fd() {
     if (fd_ >= 0) ::close(fd_);
   }

@@ -15,11 +15,11 @@
 //   * Its global error/warning handlers print to stderr and are process-wide: they are set to
 //     no-ops once, and each handle gets its own handlers (TIFFOpenOptions) that record the first
 //     error text into a per-call buffer, used in the exception message.
-//   * TIFFOpenExt closes its file descriptor itself when the open fails.
+//   * TIFFFdOpenExt leaves the descriptor open when it fails (TIFFOpenExt would close it).
 //   * Byte swapping, FillOrder, predictors (2 and 3) are undone by libtiff inside
 //     TIFFReadEncodedStrip/Tile.
-#include <sys/stat.h>
 #include <tiffio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -85,16 +85,13 @@ class TiffHandle {
     if (!opts) fail(ErrorKind::Runtime, "out of memory (TIFFOpenOptionsAlloc)");
     TIFFOpenOptionsSetErrorHandlerExtR(opts.get(), on_tiff_error, &sink_);
     TIFFOpenOptionsSetWarningHandlerExtR(opts.get(), on_tiff_warning, nullptr);
-    // "r": read-only, memory-mapped, first IFD read at open. The handle copies the options.
-    tif_.reset(TIFFOpenExt(path.c_str(), "r", opts.get()));
+    // A regular file only, opened without blocking (file_io.hpp). "rm": read-only, not
+    // memory-mapped (a file truncated meanwhile must give an error, not SIGBUS), first IFD
+    // read at open. The handle copies the options; on failure the descriptor stays ours.
+    const int fd = open_input(path);
+    tif_.reset(TIFFFdOpenExt(fd, path.c_str(), "rm", opts.get()));
     if (!tif_) {
-      struct stat st {};
-      if (::stat(path.c_str(), &st) != 0) {
-        const int err = errno;
-        fail(err == ENOENT ? ErrorKind::FileNotFound : ErrorKind::IO,
-             "cannot open TIFF file: " + std::string(std::strerror(err)));
-      }
-      if (S_ISDIR(st.st_mode)) fail(ErrorKind::IO, "cannot open TIFF file: is a directory");
+      ::close(fd);
       // libtiff reports nothing when the header points at no directory (offset 0).
       corrupt(sink_.set ? "not a readable TIFF file" : "not a readable TIFF file (no image directory)");
     }
@@ -303,6 +300,16 @@ void unpack(unsigned bits, const std::uint8_t* src, std::uint64_t count, std::ui
   }
 }
 
+// A strip or tile with no bytes (offset or byte count 0, or beyond the declared ones): tifffile
+// decodes it as zeros, and so do we (e.g. an empty extra-sample plane).
+bool absent(TIFF* tif, std::uint32_t strile) {
+  int err = 0;
+  const std::uint64_t count = TIFFGetStrileByteCountWithErr(tif, strile, &err);
+  if (err) return true;
+  const std::uint64_t offset = TIFFGetStrileOffsetWithErr(tif, strile, &err);
+  return err || count == 0 || offset == 0;
+}
+
 void decode_strips(const TiffHandle& h, const Geometry& g, std::uint8_t* out) {
   TIFF* tif = h.get();
   const std::uint64_t spp = g.samples_per_plane_pixel();
@@ -318,6 +325,10 @@ void decode_strips(const TiffHandle& h, const Geometry& g, std::uint8_t* out) {
       const std::uint64_t rows = std::min<std::uint64_t>(g.rows_per_strip, g.height - y0);
       std::uint8_t* dst = out + p * plane_bytes + y0 * out_row;
       const tmsize_t want = static_cast<tmsize_t>(rows * in_row);
+      if (absent(tif, p * per_plane + s)) {
+        std::memset(dst, 0, rows * out_row);
+        continue;
+      }
       const tmsize_t got = TIFFReadEncodedStrip(tif, p * per_plane + s, g.packed() ? scratch.data() : dst, want);
       if (got != want) h.corrupt("TIFF strip " + std::to_string(p * per_plane + s) + " could not be decoded");
       if (g.packed())
@@ -343,9 +354,13 @@ void decode_tiles(const TiffHandle& h, const Geometry& g, std::uint8_t* out) {
       for (std::uint32_t x = 0; x < g.width; x += g.tile_width) {
         const std::uint64_t cols = std::min<std::uint64_t>(g.tile_width, g.width - x);
         const std::uint32_t tile = TIFFComputeTile(tif, x, y, 0, static_cast<std::uint16_t>(p));
+        std::uint8_t* dst = out + p * plane_bytes + std::uint64_t{y} * out_row + std::uint64_t{x} * px_bytes;
+        if (absent(tif, tile)) {
+          for (std::uint64_t r = 0; r < rows; ++r) std::memset(dst + r * out_row, 0, cols * px_bytes);
+          continue;
+        }
         if (TIFFReadEncodedTile(tif, tile, scratch.data(), tile_bytes) != tile_bytes)
           h.corrupt("TIFF tile " + std::to_string(tile) + " could not be decoded");
-        std::uint8_t* dst = out + p * plane_bytes + std::uint64_t{y} * out_row + std::uint64_t{x} * px_bytes;
         for (std::uint64_t r = 0; r < rows; ++r) {
           const std::uint8_t* src = scratch.data() + r * tile_row;
           if (g.packed())
