@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ from images_to_zarr import _storage as storage
 from images_to_zarr._logging import logger
 from images_to_zarr._s3_inputs import local_inputs
 from images_to_zarr._storage import StoreLocation
-from images_to_zarr.metadata import FileKeys, SidecarWriter, read_csv
+from images_to_zarr.catalog import Catalog, CsvCatalog, FileKeys, RowsCatalog
+from images_to_zarr.metadata import SidecarWriter
 
 PathLike = str | os.PathLike
 
@@ -87,11 +88,12 @@ def _run(conversion: Any, progress: bool, desc: str, sidecar: SidecarWriter) -> 
 
 
 def _execute(conversion: Any, store: StoreLocation, *, append: bool, progress: bool, desc: str,
-             file_keys: FileKeys | None, user_rows: Any, transform: Any = None,
+             file_keys: FileKeys | None, catalog: Callable[[int], Catalog | None], transform: Any = None,
              scheduler: Any = None, files: list[str] | None = None, options: dict[str, Any] | None = None,
              storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Plans, writes the shards while streaming the side-car, then publishes the side-car and
-    commits (the side-car is in place before ``zarr.json``). Anything failing aborts both."""
+    commits (the side-car is in place before ``zarr.json``). Anything failing aborts both.
+    ``catalog(start_index)`` gives the user's columns once the plan knows the first index."""
     sidecar: SidecarWriter | None = None
     try:
         if scheduler is not None:
@@ -102,7 +104,7 @@ def _execute(conversion: Any, store: StoreLocation, *, append: bool, progress: b
         else:
             plan = conversion.plan()
         sidecar = SidecarWriter(parquet_path(store), start=plan["start_index"], total=plan["total_images"],
-                                file_keys=file_keys, user_rows=user_rows, append=append,
+                                file_keys=file_keys, catalog=catalog(plan["start_index"]), append=append,
                                 transform=transform, storage_options=storage_options)
         if scheduler is not None:
             result = _distributed.write(conversion, plan, files or [], client, progress, sidecar)
@@ -222,7 +224,8 @@ def convert(
             raise ValueError(f"image_metadata has {len(image_metadata)} rows but images has {arr.shape[0]}")
         conversion = _core.convert_array(os.fspath(store), np.ascontiguousarray(arr), options, mode)
         result = _execute(conversion, store, append=append, progress=progress, desc="images", file_keys=None,
-                          user_rows=image_metadata, storage_options=storage_options)
+                          catalog=lambda start: None if image_metadata is None else RowsCatalog(image_metadata, start),
+                          storage_options=storage_options)
     else:
         folder_list = _as_list(folders)
         if not storage.is_url(store) and any(storage.is_url(f) for f in folder_list):
@@ -233,7 +236,7 @@ def convert(
                 logger.warning(w)
             if not files:
                 raise ValueError(f"no supported image files found in {', '.join(folder_list)}")
-            csv_table = read_csv(metadata) if metadata is not None else None
+            csv = CsvCatalog(metadata) if metadata is not None else None
             keys = FileKeys(files, inputs.folders)
             conversion = _core.convert_files(os.fspath(store), files, options, mode)
             # The engine has a copy and the side-car takes the paths from the records: only Dask
@@ -241,7 +244,7 @@ def convert(
             task_files = files if scheduler is not None else None
             del files
             result = _execute(conversion, store, append=append, progress=progress, desc="converting",
-                              file_keys=keys, user_rows=csv_table, transform=inputs.restore_urls,
+                              file_keys=keys, catalog=lambda start: csv, transform=inputs.restore_urls,
                               scheduler=scheduler, files=task_files, options=options,
                               storage_options=storage_options)
     n, failed = result["shape"][0] - result["start_index"], result["failed"]
