@@ -21,7 +21,7 @@ from images_to_zarr._logging import logger
 from images_to_zarr._progress import Monitor, StageLog, failure_limit
 from images_to_zarr._s3_inputs import local_inputs
 from images_to_zarr._storage import StoreLocation
-from images_to_zarr.catalog import Catalog, CsvCatalog, FileKeys, RowsCatalog
+from images_to_zarr.catalog import Catalog, CatalogReader, FileKeys, RowsCatalog, StreamingCatalog, staging_folder
 from images_to_zarr.metadata import SidecarWriter
 
 PathLike = str | os.PathLike
@@ -97,6 +97,7 @@ def _execute(conversion: Any, store: StoreLocation, *, append: bool, progress: b
     sidecar: SidecarWriter | None = None
     monitor = Monitor(progress, desc, max_failures, storage.name(parquet_path(store)))
     stages = StageLog()
+    user: Catalog | None = None
     try:
         if scheduler is not None:
             from images_to_zarr import _distributed
@@ -106,8 +107,9 @@ def _execute(conversion: Any, store: StoreLocation, *, append: bool, progress: b
         else:
             plan = conversion.plan()
         stages.planned(plan)
+        user = catalog(plan["start_index"])
         sidecar = SidecarWriter(parquet_path(store), start=plan["start_index"], total=plan["total_images"],
-                                file_keys=file_keys, catalog=catalog(plan["start_index"]), append=append,
+                                file_keys=file_keys, catalog=user, append=append,
                                 transform=transform, storage_options=storage_options)
         try:
             if scheduler is not None:
@@ -127,6 +129,8 @@ def _execute(conversion: Any, store: StoreLocation, *, append: bool, progress: b
     except BaseException:
         if sidecar is not None:
             sidecar.abort()
+        if user is not None:
+            user.close()
         conversion.abort()
         raise
     return result
@@ -247,15 +251,21 @@ def convert(
                 logger.warning(w)
             if not files:
                 raise ValueError(f"no supported image files found in {', '.join(folder_list)}")
-            csv = CsvCatalog(metadata) if metadata is not None else None
+            reader = CatalogReader(metadata) if metadata is not None else None
             keys = FileKeys(files, inputs.folders)
+
+            def catalog(start: int, files: list[str] = files) -> Catalog | None:
+                if reader is None:
+                    return None
+                return StreamingCatalog(reader, map(keys, files), len(files), start, staging_folder(store))
+
             conversion = _core.convert_files(os.fspath(store), files, options, mode)
             # The engine has a copy and the side-car takes the paths from the records: only Dask
             # (which hands each task its files) keeps the list.
             task_files = files if scheduler is not None else None
             del files
             result = _execute(conversion, store, append=append, progress=progress, desc="converting",
-                              file_keys=keys, catalog=lambda start: csv, transform=inputs.restore_urls,
+                              file_keys=keys, catalog=catalog, transform=inputs.restore_urls,
                               scheduler=scheduler, files=task_files, options=options,
                               storage_options=storage_options, max_failures=max_failures)
     n, failed = result["shape"][0] - result["start_index"], result["failed"]

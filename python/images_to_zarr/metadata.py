@@ -188,6 +188,8 @@ class SidecarWriter:
 
     def abort(self) -> None:
         self._pending, self._pending_rows = [], 0
+        if self._catalog is not None:
+            self._catalog.close()
         try:
             self._close()
         except OSError:
