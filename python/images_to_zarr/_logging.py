@@ -22,6 +22,7 @@ class _BarSafeHandler(logging.Handler):
             from tqdm import tqdm
 
             tqdm.write(self.format(record), file=sys.stderr)
+            sys.stderr.flush()  # as StreamHandler does: in order with what goes to stdout
         except Exception:  # noqa: BLE001 - logging must never raise into the conversion
             self.handleError(record)
 
