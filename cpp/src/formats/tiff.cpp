@@ -8,7 +8,9 @@
 //     1-bit; we store 0/1 as uint8);
 //   * JPEG-compressed YCbCr is returned as RGB (libtiff's JPEGCOLORMODE_RGB, like tifffile);
 //     other YCbCr only without chroma subsampling, as stored samples (like tifffile).
-// Unsupported (clear Value error): other bit depths (12, 24, ...), complex / float16 samples,
+//   * 12-bit unsigned samples are unpacked to uint16 (as tifffile);
+//   * a strip or tile with no bytes decodes as zeros (as tifffile), e.g. an empty extra-sample plane.
+// Unsupported (clear Value error): other bit depths (24, ...), complex / float16 samples,
 // volumetric ImageDepth > 1, subsampled YCbCr without JPEG, codecs this libtiff lacks.
 //
 // libtiff quirks handled here:
@@ -116,7 +118,7 @@ class TiffHandle {
 struct Geometry {
   std::uint32_t width = 0, height = 0;
   std::uint32_t samples = 1;  // samples per pixel (= channels)
-  std::uint32_t bits = 8;     // bits per sample: 1, 2, 4 (unpacked to uint8) or 8..64
+  std::uint32_t bits = 8;     // bits per sample: 1, 2, 4 (unpacked to uint8), 12 (to uint16) or 8..64
   bool separate = false;      // planar configuration SEPARATE with samples > 1
   bool tiled = false;
   std::uint32_t tile_width = 0, tile_height = 0;  // tiled only
@@ -126,7 +128,7 @@ struct Geometry {
   std::uint32_t planes() const { return separate ? samples : 1; }
   std::uint32_t samples_per_plane_pixel() const { return separate ? 1 : samples; }
   std::size_t sample_bytes() const { return dtype_size(dtype); }
-  bool packed() const { return bits < 8; }
+  bool packed() const { return bits < 8 || bits == 12; }
   // Bytes of `n` pixels of one plane as stored (packed bit depths round up to whole bytes).
   std::uint64_t stored_bytes(std::uint64_t n) const {
     return (n * samples_per_plane_pixel() * bits + 7) / 8;
@@ -145,7 +147,7 @@ DType dtype_for(std::uint16_t sample_format, std::uint32_t bits) {
     case SAMPLEFORMAT_UINT:
       switch (bits) {
         case 1: case 2: case 4: case 8: return DType::u8;
-        case 16: return DType::u16;
+        case 12: case 16: return DType::u16;  // 12-bit: unpacked to uint16, as tifffile does
         case 32: return DType::u32;
         case 64: return DType::u64;
         default: break;
@@ -177,7 +179,7 @@ DType dtype_for(std::uint16_t sample_format, std::uint32_t bits) {
                      : sample_format == SAMPLEFORMAT_INT ? "signed integer"
                                                          : "floating-point";
   fail(ErrorKind::Value, "TIFF with " + std::to_string(bits) + "-bit " + kind +
-                             " samples is not supported (supported: 8/16/32/64-bit, 1/2/4-bit unsigned, "
+                             " samples is not supported (supported: 8/16/32/64-bit, 1/2/4/12-bit unsigned, "
                              "32/64-bit float)");
 }
 
@@ -292,8 +294,19 @@ void unpack_samples(const std::uint8_t* src, std::uint64_t count, std::uint8_t* 
   }
 }
 
+// 12-bit samples, packed MSB first (two samples in three bytes), to native uint16.
+void unpack12(const std::uint8_t* src, std::uint64_t count, std::uint8_t* dst) {
+  for (std::uint64_t i = 0; i < count; ++i) {
+    const std::uint8_t* b = src + i * 3 / 2;
+    const std::uint16_t v = i % 2 == 0 ? static_cast<std::uint16_t>((b[0] << 4) | (b[1] >> 4))
+                                       : static_cast<std::uint16_t>(((b[0] & 0x0F) << 8) | b[1]);
+    std::memcpy(dst + 2 * i, &v, 2);
+  }
+}
+
 void unpack(unsigned bits, const std::uint8_t* src, std::uint64_t count, std::uint8_t* dst) {
   switch (bits) {
+    case 12: unpack12(src, count, dst); break;
     case 1: unpack_samples<1>(src, count, dst); break;
     case 2: unpack_samples<2>(src, count, dst); break;
     default: unpack_samples<4>(src, count, dst); break;
