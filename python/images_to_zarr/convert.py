@@ -46,6 +46,15 @@ def _as_list(folders: PathLike | Sequence[PathLike]) -> list[str]:
     return [os.fspath(f) for f in folders]
 
 
+def _globs(patterns: str | Sequence[str] | None, what: str) -> list[str]:
+    if patterns is None:
+        return []
+    out = [patterns] if isinstance(patterns, str) else [str(p) for p in patterns]
+    if any(not p for p in out):
+        raise ValueError(f"{what} patterns must not be empty")
+    return out
+
+
 def _fits_selectors(fits_extension: int | str | Sequence[int | str] | None) -> list[int | str] | None:
     if fits_extension is None:
         return None
@@ -152,6 +161,8 @@ def convert(
     progress: bool = True,
     storage_options: dict[str, Any] | None = None,
     scheduler: Any = None,
+    include: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
 ) -> StoreLocation:
     """Convert image files (``folders``) or a 4-D array (``images``) into a sharded Zarr v3 store.
 
@@ -176,6 +187,9 @@ def convert(
     if scheduler is not None and images is not None:
         raise ValueError("scheduler distributes file conversion; in-memory arrays are converted locally (omit scheduler)")
 
+    include, exclude = _globs(include, "include"), _globs(exclude, "exclude")
+    if images is not None and (include or exclude):
+        raise ValueError("include/exclude select files; they do not apply to images=")
     store = resolve_store_path(output_dir, metadata)
     mode = "append" if append else "overwrite" if overwrite else "create"
     if append and not storage.exists(store, storage_options):
@@ -207,6 +221,8 @@ def convert(
         "direct_memory_conversion": images is not None,
         "resize": list(resize) if resize else None,
         "interpolation_order": int(interpolation_order),
+        "include": include,
+        "exclude": exclude,
     }
     options["extra_attributes_json"] = json.dumps(
         {
@@ -235,7 +251,7 @@ def convert(
         if not storage.is_url(store) and any(storage.is_url(f) for f in folder_list):
             options["storage_options"] = None  # they were for the s3:// inputs
         with local_inputs(folder_list, recursive, storage_options, store, options["num_workers"], progress) as inputs:
-            files, warnings = _core.discover_files(inputs.folders, bool(recursive))
+            files, warnings = _core.discover_files(inputs.folders, bool(recursive), include, exclude)
             for w in warnings:
                 logger.warning(w)
             if not files:
