@@ -17,7 +17,7 @@ import numpy as np
 from images_to_zarr import _core
 from images_to_zarr import _storage as storage
 from images_to_zarr._logging import logger
-from images_to_zarr._s3_inputs import local_inputs
+from images_to_zarr._s3_inputs import staged_inputs
 from images_to_zarr._storage import StoreLocation
 from images_to_zarr.catalog import Catalog, CatalogReader, FileKeys, RowsCatalog, StreamingCatalog, staging_folder
 from images_to_zarr.metadata import SidecarWriter
@@ -250,21 +250,28 @@ def convert(
         folder_list = _as_list(folders)
         if not storage.is_url(store) and any(storage.is_url(f) for f in folder_list):
             options["storage_options"] = None  # they were for the s3:// inputs
-        with local_inputs(folder_list, recursive, storage_options, store, options["num_workers"], progress) as inputs:
+        with staged_inputs(folder_list, recursive, storage_options, store, include, exclude) as inputs:
             files, warnings = _core.discover_files(inputs.folders, bool(recursive), include, exclude)
             for w in warnings:
                 logger.warning(w)
+            if inputs.staged:  # the s3:// objects' future local copies, in the same path order
+                files = sorted(set(files).union(inputs.staged))
             if not files:
                 raise ValueError(f"no supported image files found in {', '.join(folder_list)}")
             reader = CatalogReader(metadata) if metadata is not None else None
-            keys = FileKeys(files, inputs.folders)
+            keys = FileKeys(files, inputs.key_roots)
 
             def catalog(start: int, files: list[str] = files) -> Catalog | None:
                 if reader is None:
                     return None
                 return StreamingCatalog(reader, map(keys, files), len(files), start, staging_folder(store))
 
-            conversion = _core.convert_files(os.fspath(store), files, options, mode)
+            conversion = _core.convert_files(os.fspath(store), files, options, mode)  # takes the lock
+            try:
+                inputs.fetch(options["num_workers"], progress)  # only now: the lock is held
+            except BaseException:
+                conversion.abort()
+                raise
             # The engine has a copy and the side-car takes the paths from the records: only Dask
             # (which hands each task its files) keeps the list.
             task_files = files if scheduler is not None else None

@@ -246,6 +246,8 @@ NB_MODULE(_core, m) {
       "folders"_a, "recursive"_a = false, "include"_a = std::vector<std::string>{},
       "exclude"_a = std::vector<std::string>{});
 
+  m.def("selected", &selected, "relative"_a, "include"_a, "exclude"_a);
+
   m.def(
       "read_image",
       [](const std::string& path, std::optional<std::vector<FitsSelector>> fits_extension, std::uint64_t max_pixels) {
