@@ -236,15 +236,19 @@ NB_MODULE(_core, m) {
 
   m.def(
       "discover_files",
-      [](const std::vector<std::string>& folders, bool recursive) {
+      [](const std::vector<std::string>& folders, bool recursive, const std::vector<std::string>& include,
+         const std::vector<std::string>& exclude) {
         std::vector<std::string> warnings, files;
         {
           nb::gil_scoped_release nogil;
-          files = discover_files(folders, recursive, &warnings);
+          files = discover_files(folders, recursive, &warnings, include, exclude);
         }
         return std::make_pair(files, warnings);
       },
-      "folders"_a, "recursive"_a = false);
+      "folders"_a, "recursive"_a = false, "include"_a = std::vector<std::string>{},
+      "exclude"_a = std::vector<std::string>{});
+
+  m.def("selected", &selected, "relative"_a, "include"_a, "exclude"_a);
 
   m.def(
       "read_image",
