@@ -272,25 +272,32 @@ def convert(
             reader = CatalogReader(metadata) if metadata is not None else None
             keys = FileKeys(files, inputs.key_roots)
 
-            def catalog(start: int, files: list[str] = files) -> Catalog | None:
-                if reader is None:
-                    return None
-                return StreamingCatalog(reader, map(keys, files), len(files), start, staging_folder(store))
-
             conversion = _core.convert_files(os.fspath(store), files, options, mode)  # takes the lock
             try:
                 inputs.fetch(options["num_workers"], progress)  # only now: the lock is held
+                # The image keys go to the join's spill files now, so that the file list is
+                # not held during the run (the engine has its own copy).
+                joined = (StreamingCatalog(reader, map(keys, files), len(files), staging_folder(store))
+                          if reader is not None else None)
             except BaseException:
                 conversion.abort()
                 raise
+
+            def catalog(start: int) -> Catalog | None:
+                return joined.at(start) if joined is not None else None
+
             # The engine has a copy and the side-car takes the paths from the records: only Dask
             # (which hands each task its files) keeps the list.
             task_files = files if scheduler is not None else None
             del files
-            result = _execute(conversion, store, append=append, progress=progress, desc="converting",
-                              file_keys=keys, catalog=catalog, transform=inputs.restore_urls,
-                              scheduler=scheduler, files=task_files, options=options,
-                              storage_options=storage_options, max_failures=max_failures)
+            try:
+                result = _execute(conversion, store, append=append, progress=progress, desc="converting",
+                                  file_keys=keys, catalog=catalog, transform=inputs.restore_urls,
+                                  scheduler=scheduler, files=task_files, options=options,
+                                  storage_options=storage_options, max_failures=max_failures)
+            finally:
+                if joined is not None:
+                    joined.close()  # its spill folder, whatever happened
     n, failed = result["shape"][0] - result["start_index"], result["failed"]
     verb = "appended" if append else "converted"
     msg = f"{verb} {n - failed} of {n} images into {store} (shape {tuple(result['shape'])}, {result['dtype']})"
