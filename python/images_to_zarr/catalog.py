@@ -298,11 +298,12 @@ def staging_folder(store: Any) -> str:
 class StreamingCatalog:
     """A CSV or Parquet catalog joined on ``filename`` to ``count`` images whose keys come (in
     image order) from ``keys``, through hash-partitioned spill files in ``folder`` (see the note
-    above). ``start`` is the array index of the first image. All checks run in the constructor,
-    before any shard is written."""
+    above). All checks run in the constructor, before any shard is written; the caller can drop
+    its file list then. ``at(start)`` sets the array index of the first image (known from the
+    plan: N before an append)."""
 
-    def __init__(self, reader: CatalogReader, keys: Iterable[str], count: int, start: int, folder: str) -> None:
-        self._reader, self._start, self._count = reader, start, count
+    def __init__(self, reader: CatalogReader, keys: Iterable[str], count: int, folder: str) -> None:
+        self._reader, self._start, self._count = reader, 0, count
         self._folder = folder
         self._kind = "Parquet" if reader.parquet else "CSV"
         size = os.path.getsize(reader.path)
@@ -405,6 +406,10 @@ class StreamingCatalog:
         self._no_row = [key for _, key in no_row]
         self._out_schema = pa.schema([f for f in self._schema if f.name not in (_KEY, _ROW)] +
                                      [pa.field(_POS, pa.int64()), pa.field(_KEY, pa.string())])
+
+    def at(self, start: int) -> StreamingCatalog:
+        self._start = start
+        return self
 
     def _bucket(self, b: int) -> pa.Table:
         if self._loaded is None or self._loaded[0] != b:

@@ -135,8 +135,12 @@ def cli() -> None:
 @cli.command()
 @click.argument("folders", nargs=-1, required=True)
 @click.option("--out", "-o", "out", required=True, help="Output folder, or the store path if it ends in .zarr.")
-@click.option("--metadata", "-m", type=click.Path(dir_okay=False), help="CSV with a 'filename' column.")
+@click.option("--metadata", "-m", type=click.Path(dir_okay=False),
+              help="Catalog (CSV or Parquet) with a 'filename' column.")
 @click.option("--recursive", "-r", is_flag=True, help="Search sub-folders too.")
+@click.option("--include", multiple=True, metavar="GLOB",
+              help="Only files matching this glob (file name, or relative path if it has a '/'); repeatable.")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching this glob; repeatable.")
 @click.option("--workers", "-w", type=click.IntRange(min=0), default=8, show_default=True,
               help="Worker threads (0 = one per CPU).")
 @click.option("--fits-ext", help="FITS HDU: index, EXTNAME, or a comma list stacked as channels (0,1,ERR).")
@@ -163,7 +167,8 @@ def cli() -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
 @click.option("--debug", is_flag=True, help="Debug logging and tracebacks.")
-def convert(folders: tuple[str, ...], out: str, metadata: str | None, recursive: bool, workers: int,
+def convert(folders: tuple[str, ...], out: str, metadata: str | None, recursive: bool, include: tuple[str, ...],
+            exclude: tuple[str, ...], workers: int,
             fits_ext: str | None, chunk_shape: str, shard_images: int | None, compressor: str, clevel: int,
             no_checksum: bool, max_pixels: int, resize: str | None, interpolation_order: int, dtype: str | None,
             pad: bool, overwrite: bool,
@@ -182,6 +187,7 @@ def convert(folders: tuple[str, ...], out: str, metadata: str | None, recursive:
     configure_logging(True, "DEBUG" if debug else "WARNING" if quiet else "INFO")
     store = _run(debug, lambda: do_convert(
         out, folders=list(folders), metadata=metadata, recursive=recursive, num_parallel_workers=workers,
+        include=list(include) or None, exclude=list(exclude) or None,
         fits_extension=_fits_ext(fits_ext), resize=size, max_failures=failure_limit,
         interpolation_order=interpolation_order, chunk_shape=tuple(chunks), compressor=compressor, clevel=clevel,
         checksum=not no_checksum, max_pixels=max_pixels, overwrite=overwrite, append=append,

@@ -19,7 +19,7 @@ from images_to_zarr import _core
 from images_to_zarr import _storage as storage
 from images_to_zarr._logging import logger
 from images_to_zarr._progress import Monitor, StageLog, failure_limit
-from images_to_zarr._s3_inputs import local_inputs
+from images_to_zarr._s3_inputs import staged_inputs
 from images_to_zarr._storage import StoreLocation
 from images_to_zarr.catalog import Catalog, CatalogReader, FileKeys, RowsCatalog, StreamingCatalog, staging_folder
 from images_to_zarr.metadata import SidecarWriter
@@ -46,6 +46,15 @@ def _as_list(folders: PathLike | Sequence[PathLike]) -> list[str]:
     if isinstance(folders, (str, os.PathLike)):
         return [os.fspath(folders)]
     return [os.fspath(f) for f in folders]
+
+
+def _globs(patterns: str | Sequence[str] | None, what: str) -> list[str]:
+    if patterns is None:
+        return []
+    out = [patterns] if isinstance(patterns, str) else [str(p) for p in patterns]
+    if any(not p for p in out):
+        raise ValueError(f"{what} patterns must not be empty")
+    return out
 
 
 def _fits_selectors(fits_extension: int | str | Sequence[int | str] | None) -> list[int | str] | None:
@@ -165,6 +174,8 @@ def convert(
     storage_options: dict[str, Any] | None = None,
     scheduler: Any = None,
     max_failures: int | str | None = None,
+    include: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
 ) -> StoreLocation:
     """Convert image files (``folders``) or a 4-D array (``images``) into a sharded Zarr v3 store.
 
@@ -190,6 +201,9 @@ def convert(
     if scheduler is not None and images is not None:
         raise ValueError("scheduler distributes file conversion; in-memory arrays are converted locally (omit scheduler)")
 
+    include, exclude = _globs(include, "include"), _globs(exclude, "exclude")
+    if images is not None and (include or exclude):
+        raise ValueError("include/exclude select files; they do not apply to images=")
     store = resolve_store_path(output_dir, metadata)
     mode = "append" if append else "overwrite" if overwrite else "create"
     if append and not storage.exists(store, storage_options):
@@ -223,6 +237,8 @@ def convert(
         "direct_memory_conversion": images is not None,
         "resize": list(resize) if resize else None,
         "interpolation_order": int(interpolation_order),
+        "include": include,
+        "exclude": exclude,
     }
     options["extra_attributes_json"] = json.dumps(
         {
@@ -250,31 +266,45 @@ def convert(
         folder_list = _as_list(folders)
         if not storage.is_url(store) and any(storage.is_url(f) for f in folder_list):
             options["storage_options"] = None  # they were for the s3:// inputs
-        with local_inputs(folder_list, recursive, storage_options, store, options["num_workers"], progress) as inputs:
+        with staged_inputs(folder_list, recursive, storage_options, store, include, exclude) as inputs:
             started = time.perf_counter()
-            files, warnings = _core.discover_files(inputs.folders, bool(recursive))
+            files, warnings = _core.discover_files(inputs.folders, bool(recursive), include, exclude)
             StageLog.discovered(len(files), inputs.folders, time.perf_counter() - started)
             for w in warnings:
                 logger.warning(w)
+            if inputs.staged:  # the s3:// objects' future local copies, in the same path order
+                files = sorted(set(files).union(inputs.staged))
             if not files:
                 raise ValueError(f"no supported image files found in {', '.join(folder_list)}")
             reader = CatalogReader(metadata) if metadata is not None else None
-            keys = FileKeys(files, inputs.folders)
+            keys = FileKeys(files, inputs.key_roots)
 
-            def catalog(start: int, files: list[str] = files) -> Catalog | None:
-                if reader is None:
-                    return None
-                return StreamingCatalog(reader, map(keys, files), len(files), start, staging_folder(store))
+            conversion = _core.convert_files(os.fspath(store), files, options, mode)  # takes the lock
+            try:
+                inputs.fetch(options["num_workers"], progress)  # only now: the lock is held
+                # The image keys go to the join's spill files now, so that the file list is
+                # not held during the run (the engine has its own copy).
+                joined = (StreamingCatalog(reader, map(keys, files), len(files), staging_folder(store))
+                          if reader is not None else None)
+            except BaseException:
+                conversion.abort()
+                raise
 
-            conversion = _core.convert_files(os.fspath(store), files, options, mode)
+            def catalog(start: int) -> Catalog | None:
+                return joined.at(start) if joined is not None else None
+
             # The engine has a copy and the side-car takes the paths from the records: only Dask
             # (which hands each task its files) keeps the list.
             task_files = files if scheduler is not None else None
             del files
-            result = _execute(conversion, store, append=append, progress=progress, desc="converting",
-                              file_keys=keys, catalog=catalog, transform=inputs.restore_urls,
-                              scheduler=scheduler, files=task_files, options=options,
-                              storage_options=storage_options, max_failures=max_failures)
+            try:
+                result = _execute(conversion, store, append=append, progress=progress, desc="converting",
+                                  file_keys=keys, catalog=catalog, transform=inputs.restore_urls,
+                                  scheduler=scheduler, files=task_files, options=options,
+                                  storage_options=storage_options, max_failures=max_failures)
+            finally:
+                if joined is not None:
+                    joined.close()  # its spill folder, whatever happened
     n, failed = result["shape"][0] - result["start_index"], result["failed"]
     verb = "appended" if append else "converted"
     msg = f"{verb} {n - failed} of {n} images into {store} (shape {tuple(result['shape'])}, {result['dtype']})"
