@@ -1,5 +1,7 @@
 #include "formats/fits_guard.hpp"
 
+#include <zlib.h>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "formats/fits_internal.hpp"
 #include "i2z/error.hpp"
 
 namespace i2z {
@@ -253,3 +256,234 @@ void check_fits_headers(int fd, std::uint64_t size) {
 }
 
 }  // namespace i2z
+
+namespace i2z::fits {
+
+// ---------------------------------------------------------------------------------------------
+// Tile checks. cfitsio 4.2's tile decoders trust their input: the RICE decoder checks for the
+// end of its buffer only after each block and scans runs of zero bytes without any bound, a
+// truncated or corrupt GZIP tile makes it grow its output buffer without limit, and HCOMPRESS
+// takes the tile size from the stream (a mismatch overflows the tile buffer); a tile of length
+// 0 reaches the decoders too. So before cfitsio decodes a tile-compressed HDU, every tile is
+// checked here: descriptors inside the heap, RICE streams decoded dry with bounds checks (the
+// same byte consumption as cfitsio's decoder), GZIP streams inflated with the tile's size as
+// the bound, the HCOMPRESS header against the tile size. PLIO and the rest of the HCOMPRESS
+// stream are still decoded unchecked by cfitsio.
+
+// Whether cfitsio's RICE decoder (fits_rdecomp*, bytepix 1/2/4) decodes `nx` pixels in blocks
+// of `nblock` using exactly the bytes c[0..clen). Mirrors its bit reader step by step.
+bool rice_stream_ok(const unsigned char* c, std::size_t clen, std::uint64_t nx, int nblock, int bytepix) {
+  const int fsbits = bytepix == 1 ? 3 : bytepix == 2 ? 4 : 5;
+  const int fsmax = bytepix == 1 ? 6 : bytepix == 2 ? 14 : 25;
+  const int bbits = 1 << fsbits;
+  std::size_t pos = static_cast<std::size_t>(bytepix);  // the first pixel, stored as is
+  if (clen <= pos) return false;
+  std::uint32_t b = c[pos++];
+  int nbits = 8;
+  auto next = [&](std::uint32_t* byte) {
+    if (pos >= clen) return false;
+    *byte = c[pos++];
+    return true;
+  };
+  std::uint32_t byte = 0;
+  for (std::uint64_t i = 0; i < nx;) {
+    nbits -= fsbits;
+    while (nbits < 0) {
+      if (!next(&byte)) return false;
+      b = (b << 8) | byte;
+      nbits += 8;
+    }
+    const int fs = static_cast<int>(b >> nbits) - 1;
+    b &= (1u << nbits) - 1;
+    const std::uint64_t imax = std::min<std::uint64_t>(i + static_cast<std::uint64_t>(nblock), nx);
+    if (fs < 0) {
+      i = imax;
+    } else if (fs == fsmax) {
+      for (; i < imax; ++i) {
+        for (int k = bbits - nbits - 8; k >= 0; k -= 8)
+          if (!next(&b)) return false;
+        if (nbits > 0) {
+          if (!next(&b)) return false;
+          b &= (1u << nbits) - 1;
+        } else {
+          b = 0;
+        }
+      }
+    } else {
+      for (; i < imax; ++i) {
+        while (b == 0) {
+          nbits += 8;
+          if (!next(&b)) return false;
+        }
+        const int nzero = nbits - static_cast<int>(std::bit_width(b));
+        nbits -= nzero + 1;
+        b ^= 1u << nbits;
+        nbits -= fs;
+        while (nbits < 0) {
+          if (!next(&byte)) return false;
+          b = (b << 8) | byte;
+          nbits += 8;
+        }
+        b &= (1u << nbits) - 1;
+      }
+    }
+  }
+  // cfitsio only warns about unused bytes; astropy (same decoder) treats that as an error.
+  return pos == clen;
+}
+
+// Whether a gzip tile inflates completely to at most `max_bytes`, a whole number of pixels.
+bool gzip_stream_ok(const unsigned char* c, std::size_t clen, std::uint64_t pixels, std::uint64_t max_bytes) {
+  z_stream zs{};
+  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return false;
+  struct End {
+    z_stream* z;
+    ~End() { inflateEnd(z); }
+  } end{&zs};
+  unsigned char scratch[16384];
+  zs.next_in = const_cast<unsigned char*>(c);
+  zs.avail_in = static_cast<uInt>(clen);
+  std::uint64_t total = 0;
+  for (;;) {
+    zs.next_out = scratch;
+    zs.avail_out = sizeof scratch;
+    const int rc = inflate(&zs, Z_NO_FLUSH);
+    total += sizeof scratch - zs.avail_out;
+    if (total > max_bytes) return false;
+    if (rc == Z_STREAM_END) return total > 0 && total % pixels == 0;
+    if (rc != Z_OK) return false;  // corrupt, or truncated (Z_BUF_ERROR)
+  }
+}
+
+std::string read_string_key(fitsfile* f, const char* key) {
+  char value[FLEN_VALUE] = {0};
+  int status = 0;
+  fits_read_key_str(f, key, value, nullptr, &status);
+  return status ? std::string() : std::string(strip(value));
+}
+
+LONGLONG read_int_key(fitsfile* f, const std::string& key, LONGLONG fallback) {
+  LONGLONG v = fallback;
+  int status = 0;
+  fits_read_key_lnglng(f, key.c_str(), &v, nullptr, &status);
+  return status ? fallback : v;
+}
+
+void validate_tiles(fitsfile* f, const Hdu& h) {
+  const std::string where = "tile-compressed HDU " + std::to_string(h.number - 1);
+  auto bad = [&](const std::string& why) { fail(ErrorKind::Corrupt, "corrupt " + where + ": " + why); };
+  const std::string type = upper_strip(read_string_key(f, "ZCMPTYPE"));
+  const std::size_t ndim = h.axes.size();
+  std::vector<std::uint64_t> tile(ndim);
+  std::uint64_t ntiles = 1;
+  for (std::size_t d = 0; d < ndim; ++d) {
+    const LONGLONG t = read_int_key(f, "ZTILE" + std::to_string(d + 1), d == 0 ? static_cast<LONGLONG>(h.axes[0]) : 1);
+    if (t <= 0) bad("ZTILE" + std::to_string(d + 1) + " is not positive");
+    tile[d] = std::min<std::uint64_t>(static_cast<std::uint64_t>(t), h.axes[d]);
+    ntiles = sat_mul(ntiles, (h.axes[d] + tile[d] - 1) / tile[d]);
+  }
+  const LONGLONG rows = read_int_key(f, "NAXIS2", -1);
+  if (rows < 0 || static_cast<std::uint64_t>(rows) != ntiles)
+    bad("the table has " + std::to_string(rows) + " rows for " + std::to_string(ntiles) + " tiles");
+  const LONGLONG row_bytes = read_int_key(f, "NAXIS1", 0), pcount = read_int_key(f, "PCOUNT", 0);
+  const LONGLONG theap = read_int_key(f, "THEAP", row_bytes * rows);
+  const LONGLONG heap_size = pcount - (theap - row_bytes * rows);
+
+  int nblock = 32, bytepix = 4;
+  if (type == "RICE_1" || type == "RICE_ONE") {
+    // As cfitsio: ZVAL1 is the block size and ZVAL2 the bytes per pixel, whatever ZNAMEn say,
+    // swapped when they look swapped.
+    nblock = static_cast<int>(read_int_key(f, "ZVAL1", 32));
+    bytepix = static_cast<int>(read_int_key(f, "ZVAL2", 4));
+    if (nblock < 16 && bytepix > 8) std::swap(nblock, bytepix);
+    if (nblock <= 0) bad("BLOCKSIZE " + std::to_string(nblock) + " is not positive");  // cfitsio would spin
+    if (bytepix != 1 && bytepix != 2 && bytepix != 4 && bytepix != 8) bad("BYTEPIX " + std::to_string(bytepix));
+    if (bytepix == 8) bytepix = 4;  // cfitsio decodes anything but 1 and 2 as 4-byte pixels
+  }
+
+  auto column = [&](const char* name) {
+    int col = 0, status = 0;
+    fits_get_colnum(f, CASEINSEN, const_cast<char*>(name), &col, &status);
+    return status ? 0 : col;
+  };
+  const int ccol = column("COMPRESSED_DATA"), gcol = column("GZIP_COMPRESSED_DATA"), ucol = column("UNCOMPRESSED_DATA");
+  if (!ccol) bad("no COMPRESSED_DATA column");
+  auto element_size = [&](int col) {
+    int typecode = 0, status = 0;
+    LONGLONG repeat = 0, width = 0;
+    fits_get_coltypell(f, col, &typecode, &repeat, &width, &status);
+    if (status || typecode >= 0) bad("column " + std::to_string(col) + " is not a variable-length array");
+    return std::pair<int, LONGLONG>(-typecode, width);
+  };
+  const auto [ctype, csize] = element_size(ccol);
+  const bool byte_stream = type == "RICE_1" || type == "RICE_ONE" || type == "GZIP_1" || type == "GZIP_2" ||
+                           type == "HCOMPRESS_1";
+  if (byte_stream && ctype != TBYTE) bad("COMPRESSED_DATA of " + type + " is not a byte array");
+
+  std::vector<unsigned char> buf;
+  auto descriptor = [&](int col, LONGLONG row, LONGLONG elem_size) {
+    LONGLONG length = 0, offset = 0;
+    int status = 0;
+    fits_read_descriptll(f, col, row, &length, &offset, &status);
+    if (status) fits_fail(status, "cannot read the tile descriptors of HDU " + std::to_string(h.number - 1));
+    if (length < 0 || offset < 0) bad("tile " + std::to_string(row - 1) + " has a negative descriptor");
+    const std::uint64_t bytes = sat_mul(static_cast<std::uint64_t>(length), static_cast<std::uint64_t>(elem_size));
+    const std::uint64_t end = sat_add(static_cast<std::uint64_t>(offset), bytes);
+    if (end > static_cast<std::uint64_t>(std::max<LONGLONG>(heap_size, 0)))
+      bad("tile " + std::to_string(row - 1) + " lies outside the heap");
+    return length;
+  };
+  auto bytes_of = [&](int col, LONGLONG row, LONGLONG length) {
+    buf.resize(static_cast<std::size_t>(length));
+    int status = 0, anynul = 0;
+    fits_read_col(f, TBYTE, col, row, 1, length, nullptr, buf.data(), &anynul, &status);
+    if (status)
+      fits_fail(status, "cannot read tile " + std::to_string(row - 1) + " of HDU " + std::to_string(h.number - 1));
+  };
+
+  std::vector<std::uint64_t> index(ndim, 0);  // tile coordinates, first axis fastest
+  for (LONGLONG row = 1; row <= rows; ++row) {
+    std::uint64_t pixels = 1;
+    std::vector<std::uint64_t> dims(ndim);
+    for (std::size_t d = 0; d < ndim; ++d) {
+      dims[d] = std::min(tile[d], h.axes[d] - index[d] * tile[d]);
+      pixels *= dims[d];
+    }
+    for (std::size_t d = 0; d < ndim && ++index[d] * tile[d] >= h.axes[d]; ++d) index[d] = 0;
+
+    const LONGLONG length = descriptor(ccol, row, csize);
+    if (length == 0) {
+      // cfitsio falls back to these columns for tiles that did not compress.
+      if (gcol) {
+        const LONGLONG glen = descriptor(gcol, row, element_size(gcol).second);
+        bytes_of(gcol, row, glen);
+        if (glen == 0 || !gzip_stream_ok(buf.data(), buf.size(), pixels, sat_mul(pixels, 8)))
+          bad("tile " + std::to_string(row - 1) + " has a corrupt GZIP_COMPRESSED_DATA stream");
+      } else if (ucol) {
+        descriptor(ucol, row, element_size(ucol).second);  // cfitsio checks the element count itself
+      } else {
+        bad("tile " + std::to_string(row - 1) + " is empty");
+      }
+      continue;
+    }
+    if (!byte_stream) continue;  // PLIO and others: cfitsio's own checks only
+    bytes_of(ccol, row, length);
+    if (type == "GZIP_1" || type == "GZIP_2") {
+      if (!gzip_stream_ok(buf.data(), buf.size(), pixels, sat_mul(pixels, 8)))
+        bad("tile " + std::to_string(row - 1) + " has a corrupt or truncated gzip stream");
+    } else if (type == "HCOMPRESS_1") {
+      // Stream header: magic DD 99, nx, ny, scale (big-endian int32), sum (int64), 3 bit-plane counts.
+      auto be32 = [&](std::size_t at) {
+        return (std::uint32_t{buf[at]} << 24) | (std::uint32_t{buf[at + 1]} << 16) | (std::uint32_t{buf[at + 2]} << 8) |
+               buf[at + 3];
+      };
+      if (buf.size() < 25 || buf[0] != 0xDD || buf[1] != 0x99 || ndim < 2 ||
+          std::uint64_t{be32(2)} * be32(6) != pixels || be32(2) == 0)
+        bad("tile " + std::to_string(row - 1) + " has a corrupt HCOMPRESS header");
+    } else if (!rice_stream_ok(buf.data(), buf.size(), pixels, nblock, bytepix)) {
+      bad("tile " + std::to_string(row - 1) + " has a corrupt or truncated RICE stream");
+    }
+  }
+}
+
+}  // namespace i2z::fits
