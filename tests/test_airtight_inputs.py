@@ -362,3 +362,41 @@ def test_append_to_zarr_python_store_of_a_compatible_layout_reads_back_in_zarr_p
     i2z.convert(store, images=new, append=True, progress=False)
     got = zarr.open_array(str(store / "images"), mode="r")[:]
     np.testing.assert_array_equal(got, np.concatenate([old, new]))
+
+
+# ---- item 16: warnings belong to their conversion ----------------------------------------------------
+
+
+def test_two_conversions_in_one_process_never_see_each_others_warnings(tmp_path: Path, caplog) -> None:
+    """The engine's warnings were one process-wide list: B, busy writing, took A's probe warning
+    ("failed to read a_bad.png") and logged it as its own."""
+    import logging
+    import threading as th
+    import time
+
+    a = tmp_path / "a"
+    gray_pngs(a, 1500)  # A's probe lasts several of B's 100 ms polls
+    (a / "a_bad.png").write_bytes(b"not a png")
+    # B: in memory, slow to compress, so it polls for warnings all through A's probe.
+    images_b = np.random.default_rng(0).integers(0, 256, (600, 1, 256, 256), dtype=np.uint8)
+
+    def run(key: str, **kw: Any) -> None:
+        i2z.convert(tmp_path / f"{key}.zarr", progress=False, num_parallel_workers=1, **kw)
+
+    with caplog.at_level(logging.WARNING, logger="images_to_zarr"):
+        tb = th.Thread(target=run, args=("b",), kwargs={"images": images_b, "shard_images": 1, "compressor": "gzip",
+                                                      "clevel": 9}, name="conv-b")
+        tb.start()
+        shards = tmp_path / "b.zarr.i2z-tmp" / "images" / "c"
+        while tb.is_alive() and not (shards.exists() and any(shards.iterdir())):
+            time.sleep(0.005)  # B is in its write loop, polling for warnings
+        ta = th.Thread(target=run, args=("a",), kwargs={"folders": a}, name="conv-a")
+        ta.start()
+        ta.join()
+        tb_finished_after_a = [tb.is_alive()]
+        tb.join()
+    about_bad = [r for r in caplog.records if "a_bad.png" in r.getMessage()]
+    assert about_bad, "A's warning about its bad file is logged"
+    assert all(r.threadName == "conv-a" for r in about_bad), [(r.threadName, r.getMessage()) for r in about_bad]
+    assert tb_finished_after_a[0], "B must outlast A's probe for this test to mean anything"
+    assert open_store(tmp_path / "b.zarr").shape == (600, 1, 256, 256)
