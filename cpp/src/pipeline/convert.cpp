@@ -454,7 +454,7 @@ class ConversionImpl final : public Conversion {
     }
     if (first_ok == a.count)
       fail(ErrorKind::Value, "none of the " + std::to_string(a.count) + " images could be read; first error: " +
-                                 input_.files[0] + ": " + a.probed[0].error);
+                                 input_.files[0] + ": " + a.probed[0].error());
     if (options_.resize) {
       a.H = options_.resize->first;
       a.W = options_.resize->second;
