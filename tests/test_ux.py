@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import termios
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -372,3 +373,47 @@ def test_missing_matplotlib_says_to_install_the_plot_extra(tmp_path: Path):
                             capture_output=True, text=True, timeout=300)
     assert error_line(result) == ("images_to_zarr: error: display_sample_images needs matplotlib: "
                                   "pip install 'images_to_zarr[plot]'")
+
+
+# --- 6. consolidated metadata --------------------------------------------------------------------
+
+def test_consolidated_metadata_xarray_zarr_tensorstore(tmp_path: Path):
+    import tensorstore as ts
+    import xarray as xr
+
+    paths = pngs(tmp_path / "in", 5)
+    more = pngs(tmp_path / "more", 7)
+    for p in more[:5]:
+        p.unlink()
+    more = more[5:]  # 2 more, other pixels (seeds 5, 6)
+    store = i2z.convert(tmp_path / "s.zarr", folders=tmp_path / "in", shard_images=2, progress=False)
+    refs = [np.asarray(Image.open(p)) for p in paths]
+
+    def check(n: int) -> None:
+        group = json.loads((store / "zarr.json").read_text())
+        array = json.loads((store / "images" / "zarr.json").read_text())
+        consolidated = group["consolidated_metadata"]
+        assert consolidated["kind"] == "inline" and consolidated["must_understand"] is False
+        assert consolidated["metadata"] == {"images": array} and array["shape"][0] == n
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "Failed to open Zarr store with consolidated metadata"
+            ds = xr.open_zarr(store)
+            assert ds["images"].dims == ("image", "channel", "y", "x") and ds["images"].shape == (n, 1, H, W)
+            np.testing.assert_array_equal(ds["images"].values[:, 0], np.stack(refs))
+            g = zarr.open_consolidated(store, mode="r")
+            np.testing.assert_array_equal(g["images"][:, 0], np.stack(refs))
+        plain = zarr.open_group(store, mode="r", use_consolidated=False)  # a reader that ignores it
+        assert plain.metadata.consolidated_metadata is None
+        np.testing.assert_array_equal(plain["images"][:, 0], np.stack(refs))
+        t = ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": str(store / "images")}}).result()
+        np.testing.assert_array_equal(t.read().result()[:, 0], np.stack(refs))
+        assert len(i2z.open_store(store)) == n
+
+    check(5)
+    i2z.convert(store, folders=tmp_path / "more", append=True, progress=False)  # kept current on append
+    refs += [np.asarray(Image.open(p)) for p in more]
+    check(7)
+    result = cli("convert", tmp_path / "in", "--out", store, "--overwrite", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    refs = refs[:5]
+    check(5)
