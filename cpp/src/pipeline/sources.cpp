@@ -4,12 +4,17 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
 #include <cstring>
 #include <thread>
 
 #include "i2z/error.hpp"
 #include "image/pixels.hpp"
 #include "image/resize.hpp"
+#include "pipeline/geometry.hpp"
 #include "pipeline/log.hpp"
 
 namespace i2z {
@@ -113,11 +118,22 @@ class FileSource final : public ImageSource {
           set_stats(r, slot, dtype_, per);
           continue;
         }
+        // Decoded pixels and resize buffers within the worker's budget (README: "Bad input").
+        const bool resizing = resize_ && (info.height != H_ || info.width != W_);
+        std::uint64_t need = info.byte_size();
+        if (resizing)  // per-plane float workspace (image, blur, prefilter, NaN copy) + output planes
+          need += checked_mul(info.height, info.width, 32, 1, "resize workspace") +
+                  checked_mul(info.channels, H_, W_, 8, "resize output");
+        if (need > fo_.memory_budget)
+          fail(ErrorKind::Value, "decoding needs " + mib_text(need) + " (" + std::to_string(info.height) + "x" +
+                                     std::to_string(info.width) + "x" + std::to_string(info.channels) +
+                                     (resizing ? ", resized" : "") + "), over the per-worker memory budget of " +
+                                     mib_text(fo_.memory_budget) + " (max_memory / num_parallel_workers)");
         if (decoded.size() < info.byte_size()) decoded.resize(info.byte_size());
         p.format->decode_with_header(path, fo_, info, decoded.data(), r.fits_header_json);
         SrcImage src{decoded.data(), info.dtype, info.channels, info.height, info.width,
                      info.layout == PixelLayout::CHW};
-        if (resize_ && (info.height != H_ || info.width != W_)) {
+        if (resizing) {
           DType rt;
           resize_image(src, H_, W_, order_, resized, rt);
           src = SrcImage{resized.data(), rt, info.channels, H_, W_, true};
@@ -222,8 +238,14 @@ void probe_files(const std::vector<std::string>& files, const FormatOptions& fo,
                  std::vector<Probed>& probed) {
   probed.assign(files.size(), Probed{});
   std::atomic<std::uint64_t> next{0};
+  std::atomic<bool> stop{false};
+  WarningSink* sink = current_sink();
+  std::mutex mu;
+  std::condition_variable cv;
+  unsigned finished = 0;
   auto work = [&] {
-    for (std::uint64_t i = next++; i < files.size(); i = next++) {
+    SinkScope scope(sink);
+    for (std::uint64_t i = next++; i < files.size() && !stop; i = next++) {
       Probed& p = probed[i];
       struct stat st;
       if (::stat(files[i].c_str(), &st) == 0) {
@@ -254,9 +276,29 @@ void probe_files(const std::vector<std::string>& files, const FormatOptions& fo,
   };
   const unsigned n = std::max(1u, std::min<unsigned>(workers, static_cast<unsigned>(std::min<std::size_t>(files.size(), 64))));
   std::vector<std::thread> threads;
-  for (unsigned t = 1; t < n; ++t) threads.emplace_back(work);
-  work();
+  for (unsigned t = 0; t < n; ++t)
+    threads.emplace_back([&] {
+      work();
+      std::lock_guard lk(mu);
+      ++finished;
+      cv.notify_all();
+    });
+  // The calling thread only watches for an interrupt (Ctrl-C), which stops the workers.
+  std::exception_ptr error;
+  try {
+    std::unique_lock lk(mu);
+    while (finished < n) {
+      cv.wait_for(lk, std::chrono::milliseconds(100));
+      lk.unlock();
+      poll_interrupt();
+      lk.lock();
+    }
+  } catch (...) {
+    error = std::current_exception();
+    stop = true;
+  }
   for (auto& t : threads) t.join();
+  if (error) std::rethrow_exception(error);
 }
 
 std::unique_ptr<ImageSource> make_file_source(std::span<const std::string> files, std::span<const Probed> probed,
