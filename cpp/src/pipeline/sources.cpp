@@ -80,7 +80,7 @@ class FileSource final : public ImageSource {
       if (p.format) r.format = std::string(p.format->name());
       if (!p.ok) {  // the probe logged the reason
         std::memset(slot, 0, bytes);
-        r.error = p.error;
+        r.error = p.error();
         continue;
       }
       r.dtype = std::string(dtype_name(p.dtype));
@@ -98,8 +98,8 @@ class FileSource final : public ImageSource {
           info.channels = p.channels;
           info.dtype = p.dtype;
           info.layout = p.layout;
-          info.shape = p.shape;  // the decoders check it against the header they read
-          r.shape = p.shape;
+          info.shape = p.shape();  // the decoders check it against the header they read
+          r.shape = info.shape;
           r.fits_extension = p.fits_extension;
         } else {
           // Probes from elsewhere (JSON) carry no stamp: probe again.
@@ -187,6 +187,53 @@ class AppendSource final : public ImageSource {
 
 }  // namespace
 
+Probed::Probed(const Probed& o)
+    : format(o.format), height(o.height), width(o.width), file_size(o.file_size), mtime_ns(o.mtime_ns),
+      channels(o.channels), dtype(o.dtype), layout(o.layout), ok(o.ok), stamped(o.stamped), shape_(o.shape_),
+      fits_extension(o.fits_extension), rare_(o.rare_ ? std::make_unique<Rare>(*o.rare_) : nullptr) {}
+
+Probed& Probed::operator=(const Probed& o) {
+  if (this != &o) *this = Probed(o);
+  return *this;
+}
+
+Probed::Rare& Probed::rare() {
+  if (!rare_) rare_ = std::make_unique<Rare>();
+  return *rare_;
+}
+
+const std::string& Probed::error() const {
+  static const std::string none;
+  return rare_ ? rare_->error : none;
+}
+
+void Probed::set_error(std::string error) {
+  if (!error.empty() || rare_) rare().error = std::move(error);
+}
+
+std::vector<std::uint64_t> Probed::shape() const {
+  switch (shape_) {
+    case Shape::None: return {};
+    case Shape::HW: return {height, width};
+    case Shape::HWC: return {height, width, channels};
+    case Shape::CHW: return {channels, height, width};
+    case Shape::Rare: break;
+  }
+  return rare_->shape;
+}
+
+void Probed::set_shape(std::vector<std::uint64_t> s) {
+  using V = std::vector<std::uint64_t>;
+  shape_ = s.empty()                        ? Shape::None
+           : s == V{height, width}           ? Shape::HW
+           : s == V{height, width, channels} ? Shape::HWC
+           : s == V{channels, height, width} ? Shape::CHW
+                                             : Shape::Rare;
+  if (shape_ == Shape::Rare) rare().shape = std::move(s);
+}
+
+static_assert(sizeof(Probed) <= 96, "Probed is held for every input file: keep it compact");
+
 void probe_files(const std::vector<std::string>& files, const FormatOptions& fo, unsigned workers,
                  std::vector<Probed>& probed) {
   probed.assign(files.size(), Probed{});
@@ -208,7 +255,7 @@ void probe_files(const std::vector<std::string>& files, const FormatOptions& fo,
       }
       p.format = format_for_path(files[i]);
       if (!p.format) {
-        p.error = "unsupported file extension";
+        p.set_error("unsupported file extension");
         continue;
       }
       try {
@@ -218,12 +265,12 @@ void probe_files(const std::vector<std::string>& files, const FormatOptions& fo,
         p.channels = info.channels;
         p.dtype = info.dtype;
         p.layout = info.layout;
-        p.shape = std::move(info.shape);
+        p.set_shape(std::move(info.shape));
         p.fits_extension = std::move(info.fits_extension);
         p.ok = true;
       } catch (const std::exception& e) {
-        p.error = e.what();
-        log_warning("failed to read '" + files[i] + "': " + p.error);
+        p.set_error(e.what());
+        log_warning("failed to read '" + files[i] + "': " + p.error());
       }
     }
   };
