@@ -157,6 +157,9 @@ def test_resize_with_one_int_is_a_square(tmp_path: Path):
     for bad in ["16", (16,), (1, 2, 3), 0, -4, (16.5, 8), True]:
         with pytest.raises(ValueError, match=r"resize must be \(height, width\) or one size"):
             i2z.convert(tmp_path / "b.zarr", folders=tmp_path / "in", resize=bad, progress=False)
+    with pytest.raises(ValueError, match="resize applies to image files"):  # not silently ignored
+        i2z.convert(tmp_path / "m.zarr", images=smooth_images(2, 1, H, W), resize=16, progress=False)
+    assert not (tmp_path / "m.zarr").exists()
     result = cli("convert", tmp_path / "in", "--out", tmp_path / "c.zarr", "--resize", "12", "--no-progress")
     assert result.returncode == 0, result.stderr
     assert zarr.open_array(tmp_path / "c.zarr" / "images", mode="r").shape == (2, 1, 12, 12)

@@ -198,6 +198,8 @@ def convert(
     for name, value in (("max_channels", max_channels), ("max_memory", max_memory)):
         if value is not None and int(value) < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if resize is not None and images is not None:  # the engine stores arrays as given
+        raise ValueError("resize applies to image files; an images= array is stored as given (resize it first)")
     if scheduler is not None and images is not None:
         raise ValueError("scheduler distributes file conversion; in-memory arrays are converted locally (omit scheduler)")
 
