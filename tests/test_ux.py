@@ -512,3 +512,20 @@ def test_readme_store_layout_and_naming_match_what_is_written(tmp_path: Path):
     assert listed_info == set(attrs["creation_info"]), listed_info ^ set(attrs["creation_info"])
     array = json.loads((store / "images" / "zarr.json").read_text())
     assert array["dimension_names"] == ["image", "channel", "y", "x"] and array["fill_value"] == 0
+
+
+def test_unknown_extname_lists_the_files_extnames(tmp_path: Path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    data = smooth_images(1, 1, H, W, "float32")[0, 0]
+    fits.HDUList([fits.PrimaryHDU(data), fits.ImageHDU(data, name="SCI"), fits.ImageHDU(data),
+                  fits.ImageHDU(data, name="ERR")]).writeto(folder / "a.fits")
+    fits.HDUList([fits.PrimaryHDU(data), fits.ImageHDU(data, name="ERR")]).writeto(folder / "b.fits")
+    assert [h.name for h in fits.open(folder / "a.fits")] == ["PRIMARY", "SCI", "", "ERR"]  # astropy's view
+    i2z.convert(tmp_path / "s.zarr", folders=folder, fits_extension="SCI", progress=False)
+    errors = pq.read_table(tmp_path / "s_metadata.parquet").column("error").to_pylist()
+    assert errors[0] is None
+    assert "no FITS HDU with EXTNAME 'SCI' (the file has 2 HDUs, EXTNAMEs: PRIMARY, ERR)" in errors[1]
+    line = error_line(cli("convert", folder / "a.fits", "--out", tmp_path / "t.zarr", "--fits-ext", "MASK",
+                          "--no-progress"))
+    assert "no FITS HDU with EXTNAME 'MASK' (the file has 4 HDUs, EXTNAMEs: PRIMARY, SCI, (none), ERR)" in line
