@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,19 +57,34 @@ class StoreSummary:
     dynamic_range: dict[str, float] | None = None  # min, max, mean (of the per-image means)
     failed_images: int | None = None
     append_history: list[dict[str, Any]] = field(default_factory=list)
+    source_files: int | None = None  # side-car rows that came from a file (not from memory)
 
     def __str__(self) -> str:
         return "\n".join(_report_lines(self))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as plain JSON types (what ``inspect --json`` prints): paths as strings,
+        shapes as lists, ``shape_counts`` as a list of ``{"shape": [...], "count": n}``."""
+        d = asdict(self)
+        d["path"] = str(self.path)
+        d["metadata_path"] = None if self.metadata_path is None else str(self.metadata_path)
+        for key in ("image_shape", "chunk_shape", "shard_shape"):
+            d[key] = None if d[key] is None else list(d[key])
+        d["shape_counts"] = [{"shape": list(k), "count": v} for k, v in self.shape_counts.items()]
+        return d
 
-def inspect(store: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> StoreSummary:
-    """Print a summary of ``store`` (a path or an ``s3://`` URL) and return it.
+
+def inspect(store: str | os.PathLike, storage_options: dict[str, Any] | None = None,
+            print_summary: bool = True) -> StoreSummary:
+    """Print a summary of ``store`` (a path or an ``s3://`` URL) and return it
+    (``print_summary=False``: only return it).
 
     Raises ``FileNotFoundError`` for a missing store and ``ValueError`` for one that is not
     a Zarr v3 store with an ``images`` array.
     """
     summary = summarize(store, storage_options)
-    print(summary)
+    if print_summary:
+        print(summary)
     return summary
 
 
@@ -249,8 +264,11 @@ def _count_files(folder: Path) -> int:
 
 def _summarize_sidecar(s: StoreSummary, table: pa.Table) -> None:
     names = table.column_names
+    from_file = None
     if "original_extension" in names:
         s.format_counts = _value_counts(_format_names(table.column("original_extension")))
+        from_file = pc.is_valid(table.column("original_extension"))
+        s.source_files = pc.sum(from_file.cast(pa.int64())).as_py() or 0
     elif "format" in names:
         s.format_counts = _value_counts(table.column("format"))
     if "dtype" in names:
@@ -261,6 +279,7 @@ def _summarize_sidecar(s: StoreSummary, table: pa.Table) -> None:
         s.failed_images = table.num_rows - table.column("error").null_count
     if "file_size_bytes" in names:
         sizes = table.column("file_size_bytes")
+        sizes = sizes if from_file is None else sizes.filter(from_file)  # in-memory rows have no file
         if sizes.null_count < len(sizes):
             mm = pc.min_max(sizes).as_py()
             s.file_size_stats = {"min": mm["min"], "max": mm["max"], "mean": pc.mean(sizes).as_py(),
@@ -336,7 +355,9 @@ def _report_lines(s: StoreSummary) -> list[str]:
     if s.shape_counts:
         shapes = {_shape(k) if k else "unknown": v for k, v in s.shape_counts.items()}
         lines += ["", "Original shape distribution:", *_distribution(shapes, s.total_images)]
-    if s.file_size_stats:
+    if s.source_files == 0:
+        lines += ["", "Original file size statistics: none (no source files: the images came from memory)"]
+    elif s.file_size_stats:
         f = s.file_size_stats
         lines += ["", "Original file size statistics:",
                   f"  min: {_bytes(f['min'])}  max: {_bytes(f['max'])}  mean: {_bytes(f['mean'])}  "
@@ -348,9 +369,10 @@ def _report_lines(s: StoreSummary) -> list[str]:
     if s.failed_images is not None:
         lines += ["", f"Failed images: {s.failed_images:,}"]
     lines += ["", "Append history:" if s.append_history else "Append history: none"]
-    for entry in s.append_history:
-        lines.append(f"  +{int(entry.get('appended_count', 0)):,} images "
-                     f"(indices {entry.get('start_index')}..{entry.get('end_index')})")
+    for entry in s.append_history:  # end_index is exclusive: print the inclusive range
+        count, start = int(entry.get("appended_count", 0)), int(entry.get("start_index", 0))
+        where = f"indices {start:,} to {start + count - 1:,}" if count else f"at index {start:,}"
+        lines.append(f"  +{count:,} images ({where})")
     lines.append(RULE)
     return lines
 
