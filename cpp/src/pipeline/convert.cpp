@@ -460,7 +460,7 @@ class ConversionImpl final : public Conversion {
       for (const auto& part : probes_json) probes_from_json(part, input_.files, a.probed);
       if (a.probed.size() != a.count) fail(ErrorKind::Value, "probe results do not match the input files");
       for (std::uint64_t i = 0; i < a.count; ++i)  // the probe tasks kept their warnings to themselves
-        if (!a.probed[i].ok) log_warning("failed to read '" + input_.files[i] + "': " + a.probed[i].error);
+        if (!a.probed[i].ok) log_warning("failed to read '" + input_.files[i] + "': " + a.probed[i].error());
     }
     reject_outliers(a.probed);
     std::optional<DType> dtype;
@@ -526,16 +526,16 @@ class ConversionImpl final : public Conversion {
       Probed& p = probed[i];
       if (!p.ok) continue;
       if (p.channels > max_c)
-        p.error = options_.max_channels
-                      ? std::to_string(p.channels) + " channels is above max_channels=" + std::to_string(max_c)
-                      : std::to_string(p.channels) + " channels is far beyond the other images (median " +
-                            std::to_string(med_c) + "); pass max_channels to accept it";
+        p.set_error(options_.max_channels
+                        ? std::to_string(p.channels) + " channels is above max_channels=" + std::to_string(max_c)
+                        : std::to_string(p.channels) + " channels is far beyond the other images (median " +
+                              std::to_string(med_c) + "); pass max_channels to accept it");
       else if (options_.pad && p.height * p.width > max_area)
-        p.error = "image of " + size_text(p.height, p.width) + " is far beyond the other images (median " +
-                  std::to_string(med_area) + " pixels): it would set the padded canvas of every image";
-      if (p.error.empty()) continue;
+        p.set_error("image of " + size_text(p.height, p.width) + " is far beyond the other images (median " +
+                    std::to_string(med_area) + " pixels): it would set the padded canvas of every image");
+      if (p.error().empty()) continue;
       p.ok = false;
-      log_warning("failed to read '" + input_.files[i] + "': " + p.error);
+      log_warning("failed to read '" + input_.files[i] + "': " + p.error());
     }
   }
 
