@@ -20,6 +20,7 @@ from images_to_zarr._logging import logger
 from images_to_zarr._s3_inputs import local_inputs
 from images_to_zarr._storage import StoreLocation
 from images_to_zarr.metadata import FileKeys, SidecarWriter, read_csv
+from images_to_zarr.sidecar import open_sidecar
 
 PathLike = str | os.PathLike
 
@@ -33,10 +34,6 @@ def resolve_store_path(output_dir: PathLike, metadata: PathLike | None) -> Store
         return out
     name = Path(metadata).stem if metadata is not None else "images"
     return storage.join(out, f"{name}.zarr")
-
-
-def parquet_path(store: StoreLocation) -> StoreLocation:
-    return storage.join(storage.parent(store), f"{storage.stem(store)}_metadata.parquet")
 
 
 def _as_list(folders: PathLike | Sequence[PathLike]) -> list[str]:
@@ -90,8 +87,8 @@ def _execute(conversion: Any, store: StoreLocation, *, append: bool, progress: b
              file_keys: FileKeys | None, user_rows: Any, transform: Any = None,
              scheduler: Any = None, files: list[str] | None = None, options: dict[str, Any] | None = None,
              storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Plans, writes the shards while streaming the side-car, then publishes the side-car and
-    commits (the side-car is in place before ``zarr.json``). Anything failing aborts both."""
+    """Plans, writes the shards while streaming the side-car parts, then commits both (the C++
+    commit layer publishes store and side-car as one unit). Anything failing aborts both."""
     sidecar: SidecarWriter | None = None
     try:
         if scheduler is not None:
@@ -101,9 +98,14 @@ def _execute(conversion: Any, store: StoreLocation, *, append: bool, progress: b
             plan = _distributed.plan(conversion, files or [], client, options or {})
         else:
             plan = conversion.plan()
-        sidecar = SidecarWriter(parquet_path(store), start=plan["start_index"], total=plan["total_images"],
-                                file_keys=file_keys, user_rows=user_rows, append=append,
-                                transform=transform, storage_options=storage_options)
+        if plan["committed"]:
+            conversion.commit()  # leftovers of the committed run are cleared; nothing is written
+            return {"committed": True, **plan}
+        old = open_sidecar(store, plan["start_index"], {}, storage_options) if append else None
+        sidecar = SidecarWriter(plan["sidecar_staging"], run_id=plan["run_id"], start=plan["start_index"],
+                                total=plan["total_images"], file_keys=file_keys, user_rows=user_rows,
+                                transform=transform, base_schema=old.last_schema() if old else None,
+                                storage_options=storage_options)
         if scheduler is not None:
             result = _distributed.write(conversion, plan, files or [], client, progress, sidecar)
         else:
@@ -243,7 +245,11 @@ def convert(
             result = _execute(conversion, store, append=append, progress=progress, desc="converting",
                               file_keys=keys, user_rows=csv_table, transform=inputs.restore_urls,
                               scheduler=scheduler, files=task_files, options=options,
-                              storage_options=storage_options)
+                              storage_options=options["storage_options"])
+    if result.get("committed"):
+        logger.info(f"nothing to resume: run {result['run_id']} already wrote images {result['start_index']}.."
+                    f"{result['total_images'] - 1} of {store} with these inputs and options")
+        return store
     n, failed = result["shape"][0] - result["start_index"], result["failed"]
     verb = "appended" if append else "converted"
     msg = f"{verb} {n - failed} of {n} images into {store} (shape {tuple(result['shape'])}, {result['dtype']})"

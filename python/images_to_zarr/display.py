@@ -16,7 +16,8 @@ import pyarrow as pa
 from images_to_zarr import _storage as storage
 from images_to_zarr._logging import logger
 from images_to_zarr._storage import StoreLocation
-from images_to_zarr.inspect import open_metadata, read_sidecar, sidecar_path
+from images_to_zarr.inspect import open_metadata
+from images_to_zarr.sidecar import open_sidecar
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -130,8 +131,8 @@ def _filenames(root: StoreLocation, attrs: dict, n: int, indices: np.ndarray,
                storage_options: dict[str, Any] | None = None) -> list[str]:
     """``filename`` of the sampled rows from the side-car ('' where there is none), marked when the
     image failed to decode (its slot is zero-filled)."""
-    path = sidecar_path(root, attrs, storage_options)
-    table = read_sidecar(path, n, ["filename", "error"], storage_options) if path is not None else None
+    sidecar = open_sidecar(root, n, attrs, storage_options)
+    table = sidecar.read(["filename", "error"]) if sidecar is not None and not sidecar.problem else None
     if table is None or "filename" not in table.column_names:
         return [""] * len(indices)
     rows = table.take(pa.array([int(i) for i in indices if i < table.num_rows], pa.int64())).to_pylist()
