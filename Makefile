@@ -49,7 +49,7 @@ bench-quick:
 #   against the ASan extension (loaded with LD_PRELOAD of libasan; leak checks off for Python).
 # test-asan: the same with the whole pytest suite.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= png jpeg tiff fits shard zarr_json
+FUZZ_TARGETS ?= png png_diff jpeg tiff fits shard zarr_json
 FUZZ_BUILD := build/fuzz
 ASAN_BUILD := build/asan
 ASAN_CI_PYTESTS ?= tests/test_hostile.py tests/test_checksum.py tests/test_formats_png_jpeg.py \

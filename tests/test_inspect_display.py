@@ -142,7 +142,7 @@ def test_inspect_trims_longer_sidecar_and_reads_append_history(tmp_path: Path):
     assert summary.total_images == 4 and summary.format_counts == {"array": 4}
     assert summary.original_dtype_counts == {"uint16": 4} and summary.failed_images == 0
     assert summary.append_history == history
-    assert "+2 images (indices 2..4)" in str(summary)
+    assert "+2 images (indices 2 to 3)" in str(summary)  # end_index 4 is exclusive
 
 
 def test_inspect_after_append(tmp_path: Path):

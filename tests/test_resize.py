@@ -361,3 +361,10 @@ def test_runtime_budget_smoke():
     t = time.perf_counter()
     core.resize(img, 512, 512, 5)
     assert time.perf_counter() - t < 5.0
+
+
+@pytest.mark.parametrize("src_shape", [(480, 640), (200, 300), (300, 225)], ids=lambda s: "x".join(map(str, s)))
+def test_w5_shapes_match_skimage(src_shape):
+    """The benchmark's W5 case: 8-bit channels shrunk (or stretched) to 224x224, every order."""
+    rng = np.random.default_rng(zlib.crc32(repr(src_shape).encode()))
+    check_all_orders(random_image(src_shape, np.uint8, rng), (224, 224))

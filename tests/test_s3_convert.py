@@ -436,15 +436,12 @@ def test_interrupted_run_resumes_on_s3(tmp_path, s3_server, monkeypatch):
     pre, url = _url("resume")
     opts = s3_server.options()
 
-    def interrupting(enabled: bool, desc: str):
-        def callback(done: int, total: int, failed: int, warnings: list[str]) -> None:
-            if done >= 20:
-                raise KeyboardInterrupt
-
-        return callback, lambda: None
+    def interrupting(self, done: int, total: int, failed: int, warnings: list[str]) -> None:
+        if done >= 20:
+            raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(conv, "_progress_callback", interrupting)
+        m.setattr(conv.Monitor, "callback", interrupting)
         with pytest.raises(KeyboardInterrupt):
             i2z.convert(url, folders=src, storage_options=opts, **kw)
     left = s3_objects(s3_server, pre)

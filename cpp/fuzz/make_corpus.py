@@ -102,6 +102,34 @@ def make_png() -> None:
         + png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b""))
 
 
+def make_png_diff() -> None:
+    """Seeds of the fast PNG path (fuzz_png_diff): its 8 layouts, every filter type in every
+    image (row y uses filter y % 5), the data split over several IDAT chunks."""
+    for ct, depth, c in ((0, 8, 1), (0, 16, 1), (2, 8, 3), (2, 16, 3), (4, 8, 2), (4, 16, 2), (6, 8, 4), (6, 16, 4)):
+        h, w = 6, 5
+        bpp = c * depth // 8
+        img = rng_image((h, w * c), "uint16" if depth == 16 else "uint8", 10 + ct * 2 + depth)
+        rows = [r.astype(">u2").tobytes() if depth == 16 else r.tobytes() for r in img]
+        raw, prev = b"", bytes(len(rows[0]))
+        for y, row in enumerate(rows):
+            f = y % 5
+            out = bytearray()
+            for i, x in enumerate(row):
+                a = row[i - bpp] if i >= bpp else 0
+                b = prev[i]
+                cc = prev[i - bpp] if i >= bpp else 0
+                pa, pb, pc = abs(b - cc), abs(a - cc), abs(a + b - 2 * cc)
+                pred = [0, a, b, (a + b) // 2, a if pa <= pb and pa <= pc else (b if pb <= pc else cc)][f]
+                out.append((x - pred) & 0xFF)
+            raw += bytes([f]) + bytes(out)
+            prev = row
+        z = zlib.compress(raw)
+        ihdr = struct.pack(">IIBBBBB", w, h, depth, ct, 0, 0, 0)
+        idat = b"".join(png_chunk(b"IDAT", z[i : i + 40]) for i in range(0, len(z), 40))
+        put("png_diff", f"ct{ct}_{depth}.png", b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
+            + png_chunk(b"gAMA", struct.pack(">I", 45455)) + idat + png_chunk(b"IEND", b""))
+
+
 def _pnginfo():
     from PIL import PngImagePlugin
 
@@ -305,9 +333,10 @@ def make_shards() -> None:
 
 
 def main() -> int:
-    for d in ("png", "jpeg", "tiff", "fits", "shard", "zarr_json"):
+    for d in ("png", "png_diff", "jpeg", "tiff", "fits", "shard", "zarr_json"):
         shutil.rmtree(CORPUS / d, ignore_errors=True)
     make_png()
+    make_png_diff()
     make_jpeg()
     make_tiff()
     make_fits()

@@ -11,7 +11,7 @@ build="${1:?build dir}"
 seconds="${2:?seconds per harness}"
 shift 2
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(png jpeg tiff fits shard zarr_json)
+[ ${#targets[@]} -eq 0 ] && targets=(png png_diff jpeg tiff fits shard zarr_json)
 
 max_len() {
   case "$1" in
@@ -34,8 +34,9 @@ for t in "${targets[@]}"; do
   mkdir -p "$build/corpus/$t" "$build/artifacts/$t" "$build/logs"
   dirs=("$build/corpus/$t" "$here/corpus/$t")
   [ -d "$here/regressions/$t" ] && dirs+=("$here/regressions/$t")
+  [ "$t" = png_diff ] && dirs+=("$here/corpus/png")  # the PNG seeds too, and the PNG dictionary
   dict=()
-  [ -f "$here/$t.dict" ] && dict=(-dict="$here/$t.dict")
+  [ -f "$here/${t%_diff}.dict" ] && dict=(-dict="$here/${t%_diff}.dict")
   log="$build/logs/$t-$(date +%Y%m%d-%H%M%S).log"
   echo "== fuzz_$t: ${seconds}s, log $log"
   "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len="$(max_len "$t")" \

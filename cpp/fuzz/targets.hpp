@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "formats/format.hpp"
+#include "formats/png_fast.hpp"
 #include "i2z/error.hpp"
 #include "i2z/reader.hpp"
 #include "i2z/store.hpp"
@@ -138,6 +139,44 @@ inline void fuzz_png(const std::uint8_t* data, std::size_t size) {
   o.max_pixels = kFuzzMaxPixels;
   const auto fixed = png_fix_crcs(data, size);
   run_format(png_format(), fixed.data(), fixed.size(), o);
+}
+
+// Differential: the fast PNG path against libpng alone on the same bytes (as given, and with
+// the CRCs recomputed so that mutations reach the zlib data). The fast path may refuse; when it
+// accepts, libpng must succeed with the very same bytes. Neither may write past the buffer.
+inline void png_diff_one(const std::uint8_t* data, std::size_t size) {
+  FormatOptions o;
+  o.max_pixels = kFuzzMaxPixels;
+  ImageInfo info;
+  try {
+    info = png_format().probe(scratch_file().write(data, size), o);
+  } catch (const Error&) {
+    return;
+  }
+  const std::size_t bytes = static_cast<std::size_t>(info.byte_size());
+  std::unique_ptr<std::uint8_t[]> fast(new std::uint8_t[bytes + kGuard]), lib(new std::uint8_t[bytes + kGuard]);
+  std::memset(fast.get() + bytes, kGuardByte, kGuard);
+  std::memset(lib.get() + bytes, kGuardByte, kGuard);
+  const bool fast_ok = png_decode_fast(data, size, o, info, fast.get());
+  bool lib_ok = true;
+  try {
+    png_decode_libpng(data, size, o, info, lib.get());
+  } catch (const Error&) {
+    lib_ok = false;
+  }
+  for (std::size_t i = 0; i < kGuard; ++i) {
+    fuzz_check(fast[bytes + i] == kGuardByte, "fast PNG path wrote past info.byte_size()");
+    fuzz_check(lib[bytes + i] == kGuardByte, "libpng decode wrote past info.byte_size()");
+  }
+  if (!fast_ok) return;
+  fuzz_check(lib_ok, "fast PNG path accepted a file libpng rejects");
+  fuzz_check(std::memcmp(fast.get(), lib.get(), bytes) == 0, "fast PNG path pixels differ from libpng");
+}
+
+inline void fuzz_png_diff(const std::uint8_t* data, std::size_t size) {
+  png_diff_one(data, size);
+  const auto fixed = png_fix_crcs(data, size);
+  if (fixed != std::vector<std::uint8_t>(data, data + size)) png_diff_one(fixed.data(), fixed.size());
 }
 
 inline void fuzz_jpeg(const std::uint8_t* data, std::size_t size) {
@@ -323,7 +362,8 @@ struct NamedTarget {
 };
 
 inline const std::vector<NamedTarget>& all_targets() {
-  static const std::vector<NamedTarget> t{{"png", fuzz_png},     {"jpeg", fuzz_jpeg},   {"tiff", fuzz_tiff},
+  static const std::vector<NamedTarget> t{{"png", fuzz_png},     {"png_diff", fuzz_png_diff}, {"jpeg", fuzz_jpeg},
+                                          {"tiff", fuzz_tiff},
                                           {"fits", fuzz_fits},   {"shard", fuzz_shard}, {"zarr_json", fuzz_zarr_json}};
   return t;
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from images_to_zarr import _core
 from images_to_zarr._logging import configure_logging, logger
+from images_to_zarr._progress import TooManyFailuresError
 from images_to_zarr.convert import convert
 from images_to_zarr.display import display_sample_images
 from images_to_zarr.inspect import StoreSummary, inspect
@@ -18,6 +19,6 @@ I2Z_SUPPORTED_EXTS: set[str] = set(_core.supported_extensions())
 
 __all__ = [
     "convert", "inspect", "display_sample_images", "open_store", "ImageStore", "StoreSummary",
-    "configure_logging", "logger",
+    "configure_logging", "logger", "TooManyFailuresError",
     "I2Z_SUPPORTED_EXTS", "__version__",
 ]

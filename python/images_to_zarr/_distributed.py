@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from images_to_zarr import _core
@@ -53,9 +54,9 @@ def plan(conversion: Any, files: list[str], client: Any, options: dict[str, Any]
 
 
 def write(conversion: Any, plan: dict[str, Any], files: list[str], client: Any, progress: bool,
-          sidecar: Any) -> dict[str, Any]:
+          sidecar: Any, warn: Callable[[str], None] = logger.warning) -> dict[str, Any]:
     """Writes the remaining shards in Dask tasks and streams every shard's records to ``sidecar``
-    in shard order (the saved ones of a resumed run first)."""
+    in shard order (the saved ones of a resumed run first); ``warn`` gets the per-image warnings."""
     S, start, total = plan["shard_images"], plan["start_index"], plan["total_images"]
     for s in range(start // S, plan["first_shard"]):
         sidecar.write(max(s * S, start), conversion.saved_records(s))
@@ -78,7 +79,7 @@ def write(conversion: Any, plan: dict[str, Any], files: list[str], client: Any, 
         while tasks:
             result = tasks.pop().result()  # dropping the future lets Dask forget the result
             for w in result["warnings"]:
-                logger.warning(w)
+                warn(w)
             for first_index, columns in result["shards"]:
                 sidecar.write(first_index, columns)
             del result

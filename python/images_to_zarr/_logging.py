@@ -1,4 +1,8 @@
-"""The ``images_to_zarr`` logger and its switch."""
+"""The ``images_to_zarr`` logger and its switch.
+
+Its lines are written with ``tqdm.write``, so they appear above a running progress bar instead
+of on its line.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,20 @@ import sys
 
 logger = logging.getLogger("images_to_zarr")
 _handler: logging.Handler | None = None
+
+
+class _BarSafeHandler(logging.Handler):
+    """Writes to stderr (looked up at each line, as pytest and redirections replace it) through
+    ``tqdm.write``, which clears the bars on the same stream, prints and redraws them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+            sys.stderr.flush()  # as StreamHandler does: in order with what goes to stdout
+        except Exception:  # noqa: BLE001 - logging must never raise into the conversion
+            self.handleError(record)
 
 
 def configure_logging(enable: bool = True, level: str | int = "INFO") -> None:
@@ -19,7 +37,7 @@ def configure_logging(enable: bool = True, level: str | int = "INFO") -> None:
         logger.setLevel(logging.CRITICAL + 1)
         logger.propagate = False
         return
-    _handler = logging.StreamHandler(sys.stderr)
+    _handler = _BarSafeHandler()
     _handler.setFormatter(logging.Formatter("%(levelname)s images_to_zarr: %(message)s"))
     logger.addHandler(_handler)
     logger.setLevel(level.upper() if isinstance(level, str) else level)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,11 @@ import numpy as np
 from images_to_zarr import _core
 from images_to_zarr import _storage as storage
 from images_to_zarr._logging import logger
-from images_to_zarr._s3_inputs import local_inputs
+from images_to_zarr._progress import Monitor, StageLog, failure_limit
+from images_to_zarr._s3_inputs import staged_inputs
 from images_to_zarr._storage import StoreLocation
-from images_to_zarr.metadata import FileKeys, SidecarWriter, read_csv
+from images_to_zarr.catalog import Catalog, CatalogReader, FileKeys, RowsCatalog, StreamingCatalog, staging_folder
+from images_to_zarr.metadata import SidecarWriter
 from images_to_zarr.sidecar import open_sidecar
 
 PathLike = str | os.PathLike
@@ -36,10 +39,23 @@ def resolve_store_path(output_dir: PathLike, metadata: PathLike | None) -> Store
     return storage.join(out, f"{name}.zarr")
 
 
+def parquet_path(store: StoreLocation) -> StoreLocation:
+    return storage.join(storage.parent(store), f"{storage.stem(store)}_metadata.parquet")
+
+
 def _as_list(folders: PathLike | Sequence[PathLike]) -> list[str]:
     if isinstance(folders, (str, os.PathLike)):
         return [os.fspath(folders)]
     return [os.fspath(f) for f in folders]
+
+
+def _globs(patterns: str | Sequence[str] | None, what: str) -> list[str]:
+    if patterns is None:
+        return []
+    out = [patterns] if isinstance(patterns, str) else [str(p) for p in patterns]
+    if any(not p for p in out):
+        raise ValueError(f"{what} patterns must not be empty")
+    return out
 
 
 def _fits_selectors(fits_extension: int | str | Sequence[int | str] | None) -> list[int | str] | None:
@@ -50,46 +66,48 @@ def _fits_selectors(fits_extension: int | str | Sequence[int | str] | None) -> l
     return list(fits_extension)
 
 
-def _progress_callback(enabled: bool, desc: str):
-    """A callback for the engine: a tqdm bar on stderr plus the engine's warnings to the logger."""
-    bar = None
-
-    def callback(done: int, total: int, failed: int, warnings: list[str]) -> None:
-        nonlocal bar
-        for w in warnings:
-            logger.warning(w)
-        if not enabled:
-            return
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, leave=False)
-        bar.update(done - bar.n)
-        if failed:
-            bar.set_postfix(failed=failed, refresh=False)
-
-    def close() -> None:
-        if bar is not None:
-            bar.close()
-
-    return callback, close
+def _compressor(name: str) -> str:
+    """Compressor names are case-insensitive (``"ZSTD"`` as in 0.3.5); stored lower-case."""
+    valid = _core.compressor_names()
+    if not isinstance(name, str) or name.lower() not in valid:
+        raise ValueError(f"unknown compressor {name!r}; valid: {', '.join(valid)}")
+    return name.lower()
 
 
-def _run(conversion: Any, progress: bool, desc: str, sidecar: SidecarWriter) -> dict[str, Any]:
-    callback, close = _progress_callback(progress, desc)
+def _resize(resize: int | Sequence[int] | None) -> tuple[int, int] | None:
+    """``(H, W)``, or one int ``S`` for a square ``(S, S)``."""
+    if resize is None:
+        return None
+    size = [resize, resize] if isinstance(resize, (int, np.integer)) else resize
     try:
-        return conversion.run(callback, sidecar.write)
-    finally:
-        close()
+        ok = len(size) == 2 and all(not isinstance(v, bool) and int(v) == v and v > 0 for v in size)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"resize must be (height, width) or one size for a square, with positive integers, "
+                         f"got {resize!r}")
+    return int(size[0]), int(size[1])
+
+
+def _workers(num_parallel_workers: int) -> int:
+    """Worker threads; ``0`` = one per CPU (as many as ``os.cpu_count()``)."""
+    if isinstance(num_parallel_workers, bool) or int(num_parallel_workers) != num_parallel_workers \
+            or num_parallel_workers < 0:
+        raise ValueError(f"num_parallel_workers must be an integer >= 0 (0 = one per CPU), got {num_parallel_workers!r}")
+    return int(num_parallel_workers) or (os.cpu_count() or 1)
 
 
 def _execute(conversion: Any, store: StoreLocation, *, append: bool, progress: bool, desc: str,
-             file_keys: FileKeys | None, user_rows: Any, transform: Any = None,
+             file_keys: FileKeys | None, catalog: Callable[[int], Catalog | None], transform: Any = None,
              scheduler: Any = None, files: list[str] | None = None, options: dict[str, Any] | None = None,
-             storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+             storage_options: dict[str, Any] | None = None, max_failures: int | str | None = None) -> dict[str, Any]:
     """Plans, writes the shards while streaming the side-car parts, then commits both (the C++
-    commit layer publishes store and side-car as one unit). Anything failing aborts both."""
+    commit layer publishes store and side-car as one unit). Anything failing aborts both.
+    ``catalog(start_index)`` gives the user's columns once the plan knows the first index."""
     sidecar: SidecarWriter | None = None
+    monitor = Monitor(progress, desc, max_failures, storage.name(parquet_path(store)))
+    stages = StageLog()
+    user: Catalog | None = None
     try:
         if scheduler is not None:
             from images_to_zarr import _distributed
@@ -99,24 +117,36 @@ def _execute(conversion: Any, store: StoreLocation, *, append: bool, progress: b
         else:
             plan = conversion.plan()
         if plan["committed"]:
+            monitor.close()
             conversion.commit()  # leftovers of the committed run are cleared; nothing is written
             return {"committed": True, **plan}
+        stages.planned(plan)
+        user = catalog(plan["start_index"])
         old = open_sidecar(store, plan["start_index"], {}, storage_options) if append else None
         sidecar = SidecarWriter(plan["sidecar_staging"], run_id=plan["run_id"], start=plan["start_index"],
-                                total=plan["total_images"], file_keys=file_keys, user_rows=user_rows,
+                                total=plan["total_images"], file_keys=file_keys, catalog=user,
                                 transform=transform, base_schema=old.last_schema() if old else None,
                                 storage_options=storage_options)
-        if scheduler is not None:
-            result = _distributed.write(conversion, plan, files or [], client, progress, sidecar)
-        else:
-            result = _run(conversion, progress, desc, sidecar)
+        try:
+            if scheduler is not None:
+                result = _distributed.write(conversion, plan, files or [], client, progress, sidecar,
+                                            warn=monitor.warn)
+            else:
+                result = conversion.run(monitor.callback, sidecar.write)
+        finally:
+            monitor.close()
         for w in result["warnings"]:
             logger.warning(w)
+        monitor.check(result["failed"], plan["total_images"] - plan["start_index"])
+        stages.written(result)
         sidecar.finish()
         conversion.commit()
+        stages.committed(store)
     except BaseException:
         if sidecar is not None:
             sidecar.abort()
+        if user is not None:
+            user.close()
         conversion.abort()
         raise
     return result
@@ -129,7 +159,7 @@ def convert(
     recursive: bool = False,
     num_parallel_workers: int = 8,
     fits_extension: int | str | Sequence[int | str] | None = None,
-    resize: tuple[int, int] | None = None,
+    resize: int | tuple[int, int] | None = None,
     interpolation_order: int = 1,
     *,
     images: np.ndarray | None = None,
@@ -148,6 +178,9 @@ def convert(
     progress: bool = True,
     storage_options: dict[str, Any] | None = None,
     scheduler: Any = None,
+    max_failures: int | str | None = None,
+    include: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
 ) -> StoreLocation:
     """Convert image files (``folders``) or a 4-D array (``images``) into a sharded Zarr v3 store.
 
@@ -163,15 +196,16 @@ def convert(
         raise ValueError("give folders or images, not both")
     if metadata is not None and not Path(metadata).is_file():
         raise FileNotFoundError(f"metadata file not found: {metadata}")
-    if compressor not in _core.compressor_names():
-        raise ValueError(f"unknown compressor {compressor!r}; valid: {', '.join(_core.compressor_names())}")
-    if resize is not None:
-        if len(resize) != 2 or any(int(v) <= 0 for v in resize):
-            raise ValueError(f"resize must be (height, width) with positive integers, got {resize!r}")
-        resize = (int(resize[0]), int(resize[1]))
+    compressor = _compressor(compressor)
+    resize = _resize(resize)
+    workers = _workers(num_parallel_workers)
+    failure_limit(max_failures)  # a bad value fails before any work
     if scheduler is not None and images is not None:
         raise ValueError("scheduler distributes file conversion; in-memory arrays are converted locally (omit scheduler)")
 
+    include, exclude = _globs(include, "include"), _globs(exclude, "exclude")
+    if images is not None and (include or exclude):
+        raise ValueError("include/exclude select files; they do not apply to images=")
     store = resolve_store_path(output_dir, metadata)
     mode = "append" if append else "overwrite" if overwrite else "create"
     if append and not storage.exists(store, storage_options):
@@ -189,7 +223,7 @@ def convert(
         "resize": resize,
         "interpolation_order": int(interpolation_order),
         "pad": bool(pad),
-        "num_workers": max(1, int(num_parallel_workers)),
+        "num_workers": workers,
         "resume": bool(resume),
         "storage_options": storage_options,
     }
@@ -203,6 +237,8 @@ def convert(
         "direct_memory_conversion": images is not None,
         "resize": list(resize) if resize else None,
         "interpolation_order": int(interpolation_order),
+        "include": include,
+        "exclude": exclude,
     }
     options["extra_attributes_json"] = json.dumps(
         {
@@ -224,28 +260,51 @@ def convert(
             raise ValueError(f"image_metadata has {len(image_metadata)} rows but images has {arr.shape[0]}")
         conversion = _core.convert_array(os.fspath(store), np.ascontiguousarray(arr), options, mode)
         result = _execute(conversion, store, append=append, progress=progress, desc="images", file_keys=None,
-                          user_rows=image_metadata, storage_options=storage_options)
+                          catalog=lambda start: None if image_metadata is None else RowsCatalog(image_metadata, start),
+                          storage_options=storage_options, max_failures=max_failures)
     else:
         folder_list = _as_list(folders)
         if not storage.is_url(store) and any(storage.is_url(f) for f in folder_list):
             options["storage_options"] = None  # they were for the s3:// inputs
-        with local_inputs(folder_list, recursive, storage_options, store, options["num_workers"], progress) as inputs:
-            files, warnings = _core.discover_files(inputs.folders, bool(recursive))
+        with staged_inputs(folder_list, recursive, storage_options, store, include, exclude) as inputs:
+            started = time.perf_counter()
+            files, warnings = _core.discover_files(inputs.folders, bool(recursive), include, exclude)
+            StageLog.discovered(len(files), inputs.folders, time.perf_counter() - started)
             for w in warnings:
                 logger.warning(w)
+            if inputs.staged:  # the s3:// objects' future local copies, in the same path order
+                files = sorted(set(files).union(inputs.staged))
             if not files:
                 raise ValueError(f"no supported image files found in {', '.join(folder_list)}")
-            csv_table = read_csv(metadata) if metadata is not None else None
-            keys = FileKeys(files, inputs.folders)
-            conversion = _core.convert_files(os.fspath(store), files, options, mode)
+            reader = CatalogReader(metadata) if metadata is not None else None
+            keys = FileKeys(files, inputs.key_roots)
+
+            conversion = _core.convert_files(os.fspath(store), files, options, mode)  # takes the lock
+            try:
+                inputs.fetch(options["num_workers"], progress)  # only now: the lock is held
+                # The image keys go to the join's spill files now, so that the file list is
+                # not held during the run (the engine has its own copy).
+                joined = (StreamingCatalog(reader, map(keys, files), len(files), staging_folder(store))
+                          if reader is not None else None)
+            except BaseException:
+                conversion.abort()
+                raise
+
+            def catalog(start: int) -> Catalog | None:
+                return joined.at(start) if joined is not None else None
+
             # The engine has a copy and the side-car takes the paths from the records: only Dask
             # (which hands each task its files) keeps the list.
             task_files = files if scheduler is not None else None
             del files
-            result = _execute(conversion, store, append=append, progress=progress, desc="converting",
-                              file_keys=keys, user_rows=csv_table, transform=inputs.restore_urls,
-                              scheduler=scheduler, files=task_files, options=options,
-                              storage_options=options["storage_options"])
+            try:
+                result = _execute(conversion, store, append=append, progress=progress, desc="converting",
+                                  file_keys=keys, catalog=catalog, transform=inputs.restore_urls,
+                                  scheduler=scheduler, files=task_files, options=options,
+                                  storage_options=options["storage_options"], max_failures=max_failures)
+            finally:
+                if joined is not None:
+                    joined.close()  # its spill folder, whatever happened
     if result.get("committed"):
         logger.info(f"nothing to resume: run {result['run_id']} already wrote images {result['start_index']}.."
                     f"{result['total_images'] - 1} of {store} with these inputs and options")

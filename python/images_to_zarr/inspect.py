@@ -1,8 +1,8 @@
 """``inspect()``: a summary of a store from its ``zarr.json`` files and its Parquet side-car.
 
 It never reads pixel data, and it aggregates the side-car batch by batch with pyarrow compute
-kernels, reading only the columns it reports: memory does not grow with the number of images. A store may be a local folder or an
-``s3://bucket/prefix/x.zarr`` URL (read through the C++ store, ``_core.Store``).
+kernels, reading only the columns it reports: memory does not grow with the number of images.
+A store may be a local folder or an ``s3://bucket/prefix/x.zarr`` URL (read through the C++ store, ``_core.Store``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,19 +58,34 @@ class StoreSummary:
     dynamic_range: dict[str, float] | None = None  # min, max, mean (of the per-image means)
     failed_images: int | None = None
     append_history: list[dict[str, Any]] = field(default_factory=list)
+    source_files: int | None = None  # side-car rows that came from a file (not from memory)
 
     def __str__(self) -> str:
         return "\n".join(_report_lines(self))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as plain JSON types (what ``inspect --json`` prints): paths as strings,
+        shapes as lists, ``shape_counts`` as a list of ``{"shape": [...], "count": n}``."""
+        d = asdict(self)
+        d["path"] = str(self.path)
+        d["metadata_path"] = None if self.metadata_path is None else str(self.metadata_path)
+        for key in ("image_shape", "chunk_shape", "shard_shape"):
+            d[key] = None if d[key] is None else list(d[key])
+        d["shape_counts"] = [{"shape": list(k), "count": v} for k, v in self.shape_counts.items()]
+        return d
 
-def inspect(store: str | os.PathLike, storage_options: dict[str, Any] | None = None) -> StoreSummary:
-    """Print a summary of ``store`` (a path or an ``s3://`` URL) and return it.
+
+def inspect(store: str | os.PathLike, storage_options: dict[str, Any] | None = None,
+            print_summary: bool = True) -> StoreSummary:
+    """Print a summary of ``store`` (a path or an ``s3://`` URL) and return it
+    (``print_summary=False``: only return it).
 
     Raises ``FileNotFoundError`` for a missing store and ``ValueError`` for one that is not
     a Zarr v3 store with an ``images`` array.
     """
     summary = summarize(store, storage_options)
-    print(summary)
+    if print_summary:
+        print(summary)
     return summary
 
 
@@ -226,6 +241,7 @@ class _Aggregate:
     def __init__(self) -> None:
         self.counts: dict[str, dict[Any, int]] = {"format": {}, "dtype": {}, "shape": {}}
         self.failed = 0
+        self.source_files = 0
         self.size: list[float] = []  # min, max, sum, count
         self.pixels: list[float] = []  # min, max, sum of means, count
 
@@ -248,8 +264,11 @@ def _summarize_sidecar(s: StoreSummary, sidecar: Sidecar) -> None:
     for batch in sidecar.batches(SIDECAR_COLUMNS):
         table = pa.Table.from_batches([batch])
         seen += table.num_rows
+        from_file = None
         if "original_extension" in names:
             agg.add_counts("format", _value_counts(_format_names(table.column("original_extension"))))
+            from_file = pc.is_valid(table.column("original_extension"))
+            agg.source_files += pc.sum(from_file.cast(pa.int64())).as_py() or 0
         elif "format" in names:
             agg.add_counts("format", _value_counts(table.column("format")))
         if "dtype" in names:
@@ -260,6 +279,7 @@ def _summarize_sidecar(s: StoreSummary, sidecar: Sidecar) -> None:
             agg.failed += table.num_rows - table.column("error").null_count
         if "file_size_bytes" in names:
             sizes = table.column("file_size_bytes")
+            sizes = sizes if from_file is None else sizes.filter(from_file)  # in-memory rows have no file
             if sizes.null_count < len(sizes):
                 mm = pc.min_max(sizes).as_py()
                 agg.size = agg.merge(agg.size, mm["min"], mm["max"], pc.sum(sizes).as_py(), len(sizes) - sizes.null_count)
@@ -273,6 +293,8 @@ def _summarize_sidecar(s: StoreSummary, sidecar: Sidecar) -> None:
     s.format_counts, s.original_dtype_counts, s.shape_counts = ordered["format"], ordered["dtype"], ordered["shape"]
     if "error" in names:
         s.failed_images = agg.failed
+    if "original_extension" in names:
+        s.source_files = agg.source_files
     if agg.size:
         s.file_size_stats = {"min": agg.size[0], "max": agg.size[1], "mean": agg.size[2] / agg.size[3], "total": agg.size[2]}
     if agg.pixels:
@@ -345,7 +367,9 @@ def _report_lines(s: StoreSummary) -> list[str]:
     if s.shape_counts:
         shapes = {_shape(k) if k else "unknown": v for k, v in s.shape_counts.items()}
         lines += ["", "Original shape distribution:", *_distribution(shapes, s.total_images)]
-    if s.file_size_stats:
+    if s.source_files == 0:
+        lines += ["", "Original file size statistics: none (no source files: the images came from memory)"]
+    elif s.file_size_stats:
         f = s.file_size_stats
         lines += ["", "Original file size statistics:",
                   f"  min: {_bytes(f['min'])}  max: {_bytes(f['max'])}  mean: {_bytes(f['mean'])}  "
@@ -357,9 +381,10 @@ def _report_lines(s: StoreSummary) -> list[str]:
     if s.failed_images is not None:
         lines += ["", f"Failed images: {s.failed_images:,}"]
     lines += ["", "Append history:" if s.append_history else "Append history: none"]
-    for entry in s.append_history:
-        lines.append(f"  +{int(entry.get('appended_count', 0)):,} images "
-                     f"(indices {entry.get('start_index')}..{entry.get('end_index')})")
+    for entry in s.append_history:  # end_index is exclusive: print the inclusive range
+        count, start = int(entry.get("appended_count", 0)), int(entry.get("start_index", 0))
+        where = f"indices {start:,} to {start + count - 1:,}" if count else f"at index {start:,}"
+        lines.append(f"  +{count:,} images ({where})")
     lines.append(RULE)
     return lines
 

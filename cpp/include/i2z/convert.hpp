@@ -144,9 +144,16 @@ void write_shards(const std::string& plan_json, const std::vector<std::string>& 
                   std::uint64_t end_shard, unsigned workers, const ProgressFn& progress, const RecordsFn& records);
 
 // Lists supported image files under the folders (sorted by path, extensions case-insensitive,
-// symlink loops skipped). Missing folders are reported through `warnings`.
+// symlink loops skipped, a file reached twice kept once). `include`/`exclude` are fnmatch globs
+// (see `selected`). Missing folders are reported through `warnings`.
 std::vector<std::string> discover_files(const std::vector<std::string>& folders, bool recursive,
-                                        std::vector<std::string>* warnings);
+                                        std::vector<std::string>* warnings,
+                                        const std::vector<std::string>& include = {},
+                                        const std::vector<std::string>& exclude = {});
+// Whether a file passes the globs: a pattern containing '/' is matched against the path
+// relative to its input folder, others against the file name; no include = everything.
+bool selected(const std::string& relative, const std::vector<std::string>& include,
+              const std::vector<std::string>& exclude);
 
 std::unique_ptr<Conversion> convert_files(const std::string& store_path, std::vector<std::string> files,
                                           const ConvertOptions& options, WriteMode mode);

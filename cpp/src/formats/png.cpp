@@ -18,6 +18,9 @@
 // error here (Pillow does not check IDAT CRCs). Chunks after the last IDAT are not read, so a
 // file that lacks only its IEND still decodes, as in Pillow.
 //
+// Common layouts first go through the fast path (png_fast.cpp), which refuses whatever it
+// cannot decode to exactly libpng's pixels; libpng below then decodes (or rejects) the file.
+//
 // libpng quirks handled here:
 //   * Errors: libpng requires its error callback not to return. Throwing a C++ exception
 //     through libpng's C frames is undefined, so the callback records the message and
@@ -44,6 +47,7 @@
 
 #include "formats/file_io.hpp"
 #include "formats/format.hpp"
+#include "formats/png_fast.hpp"
 #include "i2z/error.hpp"
 
 namespace i2z {
@@ -120,16 +124,12 @@ struct Header {
   bool trns = false;
 };
 
-// Ancillary chunks that cannot change the pixels we return: libpng treats them as unknown
-// and skips them (CRC still checked) instead of parsing / inflating them.
-constexpr png_byte kIgnoredChunks[] =
-    "bKGD\0cHRM\0eXIf\0gAMA\0hIST\0iCCP\0iTXt\0oFFs\0pCAL\0pHYs\0sBIT\0sCAL\0sPLT\0sRGB\0tEXt\0tIME\0zTXt";
-
 void configure(png_structp png) {
   png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
   // Critical chunks already fail on a bad CRC; ancillary ones would only be dropped with a warning.
   png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
-  png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, kIgnoredChunks, sizeof kIgnoredChunks / 5);
+  png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, reinterpret_cast<png_const_bytep>(kPngIgnoredChunks),
+                              sizeof kPngIgnoredChunks / 5);
 }
 
 // The libpng frames: setjmp here, only trivially destructible locals. Return false when
@@ -241,32 +241,38 @@ class PngFormat final : public Format {
   void decode(const std::string& path, const FormatOptions& options, const ImageInfo& info,
               void* out) const override {
     const std::vector<unsigned char> data = read_whole_file(path);
-    Source source;
-    source.data = data.data();
-    source.size = data.size();
-    source.pos = 8;
-    PngHandle h(&source);
-    check_signature(h, data.data(), data.size());
-    Header hdr;
-    if (!read_header(h, &hdr)) h.raise();
-    const ImageInfo now = info_from_header(hdr, options);
-    if (now.height != info.height || now.width != info.width || now.channels != info.channels ||
-        now.dtype != info.dtype || info.layout != PixelLayout::HWC)
-      fail(ErrorKind::Corrupt, "PNG changed since it was probed: now " + std::to_string(now.height) + "x" +
-                                   std::to_string(now.width) + "x" + std::to_string(now.channels) + " " +
-                                   std::string(dtype_name(now.dtype)));
-    const std::size_t row_bytes =
-        static_cast<std::size_t>(info.width) * info.channels * dtype_size(info.dtype);
-    switch (read_pixels(h, hdr, row_bytes, static_cast<unsigned char*>(out))) {
-      case PixelsResult::ok: return;
-      case PixelsResult::libpng_error: h.raise();
-      case PixelsResult::layout_mismatch:
-        fail(ErrorKind::Runtime, "PNG: libpng row size does not match the expected layout");
-    }
+    auto* pixels = static_cast<unsigned char*>(out);
+    if (png_decode_fast(data.data(), data.size(), options, info, pixels)) return;
+    png_decode_libpng(data.data(), data.size(), options, info, pixels);
   }
 };
 
 }  // namespace
+
+void png_decode_libpng(const unsigned char* data, std::size_t size, const FormatOptions& options,
+                       const ImageInfo& info, unsigned char* out) {
+  Source source;
+  source.data = data;
+  source.size = size;
+  source.pos = 8;
+  PngHandle h(&source);
+  check_signature(h, data, size);
+  Header hdr;
+  if (!read_header(h, &hdr)) h.raise();
+  const ImageInfo now = info_from_header(hdr, options);
+  if (now.height != info.height || now.width != info.width || now.channels != info.channels ||
+      now.dtype != info.dtype || info.layout != PixelLayout::HWC)
+    fail(ErrorKind::Corrupt, "PNG changed since it was probed: now " + std::to_string(now.height) + "x" +
+                                 std::to_string(now.width) + "x" + std::to_string(now.channels) + " " +
+                                 std::string(dtype_name(now.dtype)));
+  const std::size_t row_bytes = static_cast<std::size_t>(info.width) * info.channels * dtype_size(info.dtype);
+  switch (read_pixels(h, hdr, row_bytes, out)) {
+    case PixelsResult::ok: return;
+    case PixelsResult::libpng_error: h.raise();
+    case PixelsResult::layout_mismatch:
+      fail(ErrorKind::Runtime, "PNG: libpng row size does not match the expected layout");
+  }
+}
 
 const Format& png_format() {
   static const PngFormat format;

@@ -35,6 +35,22 @@ namespace {
 
 using Index = std::int64_t;
 
+// The Gaussian kernels below are built twice, for AVX2 and for the baseline, and picked at load
+// time (ifunc). Only the vector width changes: every element sees the same IEEE additions and
+// multiplications in the same order (AVX2 does not imply FMA, and this file is built with
+// -ffp-contract=off), so results are bit-identical on every CPU. Not under the sanitizers,
+// whose runtimes may not be up when an ifunc resolver runs.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define I2Z_NO_CLONES 1
+#endif
+#endif
+#if defined(__x86_64__) && defined(__ELF__) && !defined(__SANITIZE_ADDRESS__) && !defined(I2Z_NO_CLONES)
+#define I2Z_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define I2Z_SIMD_CLONES
+#endif
+
 
 // ---- boundary (spec §2) ----------------------------------------------------------------
 
@@ -184,13 +200,29 @@ void plan_gaussian(Index n, Index m, Gaussian& k) {
 
 // out[x] = c[x]*g0 + sum_{j=r..1} (c[x-j] + c[x+j])*g[j] for x in [0, n), where c is a
 // mirror-extended line (r samples each side): scipy's symmetric correlation, term by term.
-void convolve_line(const double* c, Index n, const Gaussian& k, double* out) {
-  for (Index x = 0; x < n; ++x) out[x] = c[x] * k.g[0];
-  for (Index j = k.r; j >= 1; --j) {
-    const double gj = k.g[static_cast<std::size_t>(j)];
+I2Z_SIMD_CLONES void convolve_line(const double* c, Index n, const double* g, Index r, double* out) {
+  for (Index x = 0; x < n; ++x) out[x] = c[x] * g[0];
+  for (Index j = r; j >= 1; --j) {
+    const double gj = g[j];
     for (Index x = 0; x < n; ++x) out[x] += (c[x - j] + c[x + j]) * gj;
   }
 }
+
+// One output row of the axis-0 pass: acc[x] = in0[x]*g[0] + sum_{j=r..1} (up[j][x] + down[j][x])*g[j],
+// term by term (the order of convolve_line), vectorised across x.
+I2Z_SIMD_CLONES void convolve_rows(const double* in0, const double* const* up, const double* const* down,
+                                   const double* g, Index r, Index w, double* acc) {
+  for (Index x = 0; x < w; ++x) acc[x] = in0[x] * g[0];
+  for (Index j = r; j >= 1; --j) {
+    const double* a = up[j];
+    const double* b = down[j];
+    const double gj = g[j];
+    for (Index x = 0; x < w; ++x) acc[x] += (a[x] + b[x]) * gj;
+  }
+}
+
+// Row pointers kept on the stack by the double path of gaussian_axis0 (sigma < ~16).
+constexpr Index kMaxRadius = 64;
 
 // Along axis 0 (down the columns), rounded to the working type. Wide images stream whole
 // rows (the same per-element sum, vectorised across columns); narrow ones go column by column.
@@ -203,13 +235,26 @@ void gaussian_axis0(const W* in, W* out, Index h, Index w, const Gaussian& k, st
     acc.resize(static_cast<std::size_t>(h));
     for (Index x = 0; x < w; ++x) {
       for (Index t = -r; t < h + r; ++t) line[static_cast<std::size_t>(t + r)] = static_cast<double>(in[mirror_index(t, h) * w + x]);
-      convolve_line(line.data() + r, h, k, acc.data());
+      convolve_line(line.data() + r, h, k.g.data(), r, acc.data());
       for (Index i = 0; i < h; ++i) out[i * w + x] = static_cast<W>(acc[static_cast<std::size_t>(i)]);
     }
     return;
   }
   acc.resize(static_cast<std::size_t>(w));
+  const W* up[kMaxRadius + 1];
+  const W* down[kMaxRadius + 1];
   for (Index i = 0; i < h; ++i) {
+    W* o = out + i * w;
+    if constexpr (std::is_same_v<W, double>) {
+      if (r <= kMaxRadius) {
+        for (Index j = 1; j <= r; ++j) {
+          up[j] = in + mirror_index(i - j, h) * w;
+          down[j] = in + mirror_index(i + j, h) * w;
+        }
+        convolve_rows(in + i * w, up, down, k.g.data(), r, w, o);
+        continue;
+      }
+    }
     const W* x0 = in + i * w;
     const double g0 = k.g[0];
     for (Index x = 0; x < w; ++x) acc[x] = static_cast<double>(x0[x]) * g0;
@@ -219,7 +264,6 @@ void gaussian_axis0(const W* in, W* out, Index h, Index w, const Gaussian& k, st
       const double gj = k.g[static_cast<std::size_t>(j)];
       for (Index x = 0; x < w; ++x) acc[x] += (static_cast<double>(a[x]) + static_cast<double>(b[x])) * gj;
     }
-    W* o = out + i * w;
     for (Index x = 0; x < w; ++x) o[x] = static_cast<W>(acc[x]);
   }
 }
@@ -231,11 +275,26 @@ void gaussian_axis1(W* data, Index h, Index w, const Gaussian& k, std::vector<do
   const Index r = k.r;
   line.resize(static_cast<std::size_t>(w + 2 * r));
   acc.resize(static_cast<std::size_t>(w));
+  // Mirror sources of the r samples on each side, once for all rows.
+  std::vector<Index> edge(static_cast<std::size_t>(2 * r));
+  for (Index t = 0; t < r; ++t) {
+    edge[static_cast<std::size_t>(t)] = mirror_index(t - r, w);
+    edge[static_cast<std::size_t>(r + t)] = mirror_index(w + t, w);
+  }
+  double* ext = line.data() + r;
   for (Index i = 0; i < h; ++i) {
     W* row = data + i * w;
-    for (Index t = -r; t < w + r; ++t) line[static_cast<std::size_t>(t + r)] = static_cast<double>(row[mirror_index(t, w)]);
-    convolve_line(line.data() + r, w, k, acc.data());
-    for (Index x = 0; x < w; ++x) row[x] = static_cast<W>(acc[static_cast<std::size_t>(x)]);
+    for (Index t = 0; t < r; ++t) {
+      ext[t - r] = static_cast<double>(row[edge[static_cast<std::size_t>(t)]]);
+      ext[w + t] = static_cast<double>(row[edge[static_cast<std::size_t>(r + t)]]);
+    }
+    for (Index x = 0; x < w; ++x) ext[x] = static_cast<double>(row[x]);
+    if constexpr (std::is_same_v<W, double>) {
+      convolve_line(ext, w, k.g.data(), r, row);  // the row itself is the output (its copy is the input)
+    } else {
+      convolve_line(ext, w, k.g.data(), r, acc.data());
+      for (Index x = 0; x < w; ++x) row[x] = static_cast<W>(acc[static_cast<std::size_t>(x)]);
+    }
   }
 }
 
@@ -387,6 +446,26 @@ void load_channel(const SrcImage& s, std::uint32_t c, D* dst) {
   }
 }
 
+// load_channel for integer sources, which also returns the channel's min and max (no NaN or
+// infinity to skip, so no scan of the converted values is needed).
+template <class S, class D>
+void load_channel_range(const SrcImage& s, std::uint32_t c, D* dst, D& lo, D& hi) {
+  const S* p = static_cast<const S*>(s.data);
+  const std::size_t n = s.height * s.width;
+  const bool planar = s.chw || s.channels == 1;
+  const std::size_t step = planar ? 1 : s.channels;
+  const S* q = planar ? p + c * n : p + c;
+  S mn = q[0], mx = q[0];
+  for (std::size_t i = 0; i < n; ++i) {
+    const S v = q[i * step];
+    mn = v < mn ? v : mn;
+    mx = v > mx ? v : mx;
+    dst[i] = static_cast<D>(v);
+  }
+  lo = static_cast<D>(mn);  // conversion is monotonic: the min of the converted values
+  hi = static_cast<D>(mx);
+}
+
 // Order 0 on integers: nearest sample copied in its own dtype (no anti-aliasing, no cast).
 template <class S>
 void gather_channel(const SrcImage& s, std::uint32_t c, const AxisPlan& rows, const AxisPlan& cols, Index H, Index W,
@@ -466,26 +545,34 @@ void resize_float(const SrcImage& src, Index H, Index W, int k, Wt* out) {
 
   for (std::uint32_t ch = 0; ch < src.channels; ++ch) {
     Wt* img = ws.img.data();
-    dispatch_dtype(src.dtype, [&](auto tag) { load_channel<decltype(tag), Wt>(src, ch, img); });
     // Clip bounds: min/max ignoring NaN (infinities count), taken before any filtering.
     Wt lo = 0, hi = 0;
-    bool any = false;
+    bool any = true;
     std::size_t nonfinite = 0, finite = 0;
     double sum = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      const Wt v = img[i];
-      if (std::isnan(v)) {
-        ++nonfinite;
-        continue;
-      }
-      if (!any || v < lo) lo = v;
-      if (!any || v > hi) hi = v;
-      any = true;
-      if (std::isinf(v)) {
-        ++nonfinite;
-      } else {
-        sum += static_cast<double>(v);
-        ++finite;
+    if (!dtype_is_float(src.dtype)) {
+      dispatch_dtype(src.dtype, [&](auto tag) {
+        using S = decltype(tag);
+        if constexpr (std::is_integral_v<S>) load_channel_range<S, Wt>(src, ch, img, lo, hi);
+      });
+    } else {
+      dispatch_dtype(src.dtype, [&](auto tag) { load_channel<decltype(tag), Wt>(src, ch, img); });
+      any = false;
+      for (std::size_t i = 0; i < n; ++i) {
+        const Wt v = img[i];
+        if (std::isnan(v)) {
+          ++nonfinite;
+          continue;
+        }
+        if (!any || v < lo) lo = v;
+        if (!any || v > hi) hi = v;
+        any = true;
+        if (std::isinf(v)) {
+          ++nonfinite;
+        } else {
+          sum += static_cast<double>(v);
+          ++finite;
+        }
       }
     }
     if (!any) lo = hi = static_cast<Wt>(NAN);

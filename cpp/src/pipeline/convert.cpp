@@ -41,6 +41,7 @@ const char* version() { return I2Z_VERSION; }
 namespace {
 
 constexpr const char* kArrayPrefix = "images/";
+constexpr const char* kArrayName = "images";  // kArrayPrefix without the slash
 constexpr const char* kProgress = ".i2z-progress/";
 
 // What the run converts: a list of files or an in-memory array.
@@ -321,8 +322,9 @@ class ConversionImpl final : public Conversion {
       group_attrs_["append_history"].push_back(
           {{"appended_count", N - doc_.n_old}, {"start_index", doc_.n_old}, {"end_index", N}});
     }
-    array_json_ = dump_json(array_meta_to_json(doc_.meta));
-    group_json_ = dump_json(group_json(group_attrs_));
+    const json array = array_meta_to_json(doc_.meta);
+    array_json_ = dump_json(array);
+    group_json_ = dump_json(group_json(group_attrs_, {{kArrayName, array}}));
     if (mode_ != WriteMode::Append && !target_->paths().remote) {  // staged: invisible until the rename
       work_->set(std::string(kArrayPrefix) + "zarr.json", text_bytes(array_json_));
       work_->set("zarr.json", text_bytes(group_json_));

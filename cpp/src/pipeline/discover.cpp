@@ -1,4 +1,6 @@
-// Discovery of input files: supported extensions, sorted by path, symlink loops skipped.
+// Discovery of input files: supported extensions, include/exclude globs, sorted by path,
+// symlink loops skipped, a file reached twice (a folder and `dir/./f`) kept once.
+#include <fnmatch.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -52,12 +54,32 @@ std::string escaped(std::string_view s) {
   return out;
 }
 
+using FileId = std::pair<dev_t, ino_t>;
+
 }  // namespace
 
+bool selected(const std::string& relative, const std::vector<std::string>& include,
+              const std::vector<std::string>& exclude) {
+  const std::string base = fs::path(relative).filename().string();
+  // A pattern with a '/' is matched against the path relative to the input folder, one
+  // without against the file name (as .gitignore does); '*' also matches '/'.
+  auto match = [&](const std::vector<std::string>& ps) {
+    for (const auto& p : ps)
+      if (::fnmatch(p.c_str(), (p.find('/') == std::string::npos ? base : relative).c_str(), 0) == 0) return true;
+    return false;
+  };
+  return (include.empty() || match(include)) && !match(exclude);
+}
+
 std::vector<std::string> discover_files(const std::vector<std::string>& folders, bool recursive,
-                                        std::vector<std::string>* warnings) {
+                                        std::vector<std::string>* warnings, const std::vector<std::string>& include,
+                                        const std::vector<std::string>& exclude) {
   std::vector<std::string> out;
-  std::set<std::pair<dev_t, ino_t>> seen_dirs;  // symlink loops and folders given twice
+  std::set<FileId> seen_dirs;  // symlink loops and folders given twice
+  // Files given directly, by identity: one also reached through a folder (or given twice, as
+  // `f` and `dir/./f`) is kept once. Only these few identities are held, not one per file.
+  std::set<FileId> direct_ids;
+  std::vector<std::pair<FileId, std::string>> direct;
   auto add = [&](std::string path) {
     if (valid_utf8(path)) {
       out.push_back(std::move(path));
@@ -65,6 +87,15 @@ std::vector<std::string> discover_files(const std::vector<std::string>& folders,
       warnings->push_back("skipped '" + escaped(path) + "': its name is not valid UTF-8");
     }
   };
+  for (const auto& f : folders) {
+    std::error_code ec;
+    struct stat st;
+    if (!fs::is_directory(f, ec) && fs::is_regular_file(f, ec) && format_for_path(f) &&
+        selected(fs::path(f).filename().string(), include, exclude) && ::stat(f.c_str(), &st) == 0 &&
+        direct_ids.insert({st.st_dev, st.st_ino}).second)
+      direct.emplace_back(FileId{st.st_dev, st.st_ino}, f);
+  }
+  fs::path root;
   auto walk = [&](auto&& self, const fs::path& dir) -> void {
     struct stat st;
     if (::stat(dir.c_str(), &st) != 0 || !seen_dirs.insert({st.st_dev, st.st_ino}).second) return;
@@ -75,7 +106,10 @@ std::vector<std::string> discover_files(const std::vector<std::string>& folders,
       std::error_code e2;
       if (fs::is_directory(p, e2)) {
         if (recursive) subdirs.push_back(p);
-      } else if (fs::is_regular_file(p, e2) && format_for_path(p.filename().string())) {
+      } else if (fs::is_regular_file(p, e2) && format_for_path(p.filename().string()) &&
+                 selected(p.lexically_relative(root).string(), include, exclude)) {
+        struct stat st;
+        if (!direct_ids.empty() && ::stat(p.c_str(), &st) == 0) direct_ids.erase({st.st_dev, st.st_ino});
         add(p.string());
       }
     }
@@ -85,13 +119,14 @@ std::vector<std::string> discover_files(const std::vector<std::string>& folders,
   for (const auto& f : folders) {
     std::error_code ec;
     if (fs::is_directory(f, ec)) {
-      walk(walk, fs::path(f));
-    } else if (fs::is_regular_file(f, ec) && format_for_path(f)) {
-      add(f);
-    } else if (warnings) {
+      root = fs::path(f);
+      walk(walk, root);
+    } else if (!(fs::is_regular_file(f, ec) && format_for_path(f)) && warnings) {
       warnings->push_back("folder '" + f + "' does not exist; skipped");
     }
   }
+  for (auto& [id, f] : direct)  // those not also found in a folder
+    if (direct_ids.count(id)) add(std::move(f));
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;

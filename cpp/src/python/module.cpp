@@ -14,7 +14,9 @@
 #include <cstring>
 
 #include "codecs/codec.hpp"
+#include "formats/file_io.hpp"
 #include "formats/format.hpp"
+#include "formats/png_fast.hpp"
 #include "i2z/convert.hpp"
 #include "pipeline/commit.hpp"
 #include "i2z/error.hpp"
@@ -239,15 +241,19 @@ NB_MODULE(_core, m) {
 
   m.def(
       "discover_files",
-      [](const std::vector<std::string>& folders, bool recursive) {
+      [](const std::vector<std::string>& folders, bool recursive, const std::vector<std::string>& include,
+         const std::vector<std::string>& exclude) {
         std::vector<std::string> warnings, files;
         {
           nb::gil_scoped_release nogil;
-          files = discover_files(folders, recursive, &warnings);
+          files = discover_files(folders, recursive, &warnings, include, exclude);
         }
         return std::make_pair(files, warnings);
       },
-      "folders"_a, "recursive"_a = false);
+      "folders"_a, "recursive"_a = false, "include"_a = std::vector<std::string>{},
+      "exclude"_a = std::vector<std::string>{});
+
+  m.def("selected", &selected, "relative"_a, "include"_a, "exclude"_a);
 
   m.def(
       "read_image",
@@ -282,6 +288,29 @@ NB_MODULE(_core, m) {
         return nb::make_tuple(numpy_from(std::move(buf), info.dtype, info.shape), d);
       },
       "path"_a, "fits_extension"_a = nb::none(), "max_pixels"_a = std::uint64_t{1} << 31);
+
+  // One of png_format()'s two decoders alone, for the tests and the benchmark's "libpng decode"
+  // row: "libpng", or "fast" (None when the fast path refuses the file).
+  m.def(
+      "read_png",
+      [](const std::string& path, const std::string& decoder) -> nb::object {
+        if (decoder != "fast" && decoder != "libpng") fail(ErrorKind::Value, "decoder must be 'fast' or 'libpng'");
+        FormatOptions fo;
+        ImageInfo info;
+        std::vector<std::uint8_t> buf;
+        bool ok = true;
+        {
+          nb::gil_scoped_release nogil;
+          info = png_format().probe(path, fo);
+          buf.resize(info.byte_size());
+          const std::vector<unsigned char> data = read_whole_file(path);
+          if (decoder == "fast") ok = png_decode_fast(data.data(), data.size(), fo, info, buf.data());
+          else png_decode_libpng(data.data(), data.size(), fo, info, buf.data());
+        }
+        if (!ok) return nb::none();
+        return numpy_from(std::move(buf), info.dtype, info.shape);
+      },
+      "path"_a, "decoder"_a);
 
   nb::class_<PyConversion>(m, "Conversion")
       .def("run", &PyConversion::run, "progress"_a = nb::none(), "records"_a = nb::none())

@@ -208,8 +208,13 @@ ArrayMeta parse_array_meta(const std::string& text, const std::string& where) {
   }
 }
 
-json group_json(const json& attributes) {
-  return {{"zarr_format", 3}, {"node_type", "group"}, {"attributes", attributes}};
+json group_json(const json& attributes, const json& children) {
+  json g = {{"zarr_format", 3}, {"node_type", "group"}, {"attributes", attributes}};
+  // zarr-python 3's inline consolidated metadata: readers (xarray) find every child's document
+  // here without listing the store; readers that do not know the key ignore it.
+  if (!children.empty())
+    g["consolidated_metadata"] = {{"kind", "inline"}, {"must_understand", false}, {"metadata", children}};
+  return g;
 }
 
 std::string chunk_key(const std::string& prefix, const std::vector<std::uint64_t>& coords) {

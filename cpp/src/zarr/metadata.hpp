@@ -35,7 +35,9 @@ nlohmann::json array_meta_to_json(const ArrayMeta& meta);
 // with ValueError naming the field.
 ArrayMeta parse_array_meta(const std::string& text, const std::string& where);
 
-nlohmann::json group_json(const nlohmann::json& attributes);
+// `children`: name -> zarr.json document of each child node, written as the group's inline
+// "consolidated_metadata" (zarr-python 3's layout); none when empty.
+nlohmann::json group_json(const nlohmann::json& attributes, const nlohmann::json& children = nlohmann::json::object());
 
 // Shard key "c/<i>/0/0/0" for a 4-D array; `prefix` like "images/".
 std::string chunk_key(const std::string& prefix, const std::vector<std::uint64_t>& coords);
