@@ -6,8 +6,8 @@
 The store is a real one (1x1 pixel images converted from memory); its side-car folder is then
 replaced by synthetic rows shaped like a file conversion's (extensions, shapes, sizes, FITS cards,
 errors), written as the part writer does (row groups of 1,024 rows, run id of the store). Each
-repetition runs ``summarize()`` in a fresh subprocess; time is taken inside it around the call
-only, peak RSS is that child's ru_maxrss (os.wait4), next to the RSS of a child that only imports.
+repetition runs ``inspect(print_summary=False)`` in a fresh subprocess; time is taken inside it around the call
+only, peak RSS is that child's VmHWM, next to the peak of a child that only imports.
 Medians are printed.
 """
 
@@ -25,12 +25,13 @@ from pathlib import Path
 CHILD = """
 import json, sys, time
 import images_to_zarr as i2z
+t, c = time.perf_counter(), time.process_time()
 if sys.argv[2] == "inspect":
-    t = time.perf_counter()
-    s = i2z.summarize(sys.argv[1])
-    print(json.dumps({"s": time.perf_counter() - t, "rows": sum(s.format_counts.values())}))
-else:
-    print(json.dumps({"s": 0.0, "rows": 0}))
+    s = i2z.inspect(sys.argv[1], print_summary=False)
+    assert sum(s.format_counts.values()) == int(sys.argv[3])
+# VmHWM: this process image's peak (ru_maxrss would carry the parent's peak across fork + exec).
+hwm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"s": time.perf_counter() - t, "cpu": time.process_time() - c, "rss": hwm}))
 """
 
 
@@ -81,13 +82,10 @@ def _schema():
     return pa.schema([("filename", pa.string()), ("label", pa.int64()), *RECORD_SCHEMA])
 
 
-def child(store: Path, what: str) -> tuple[float, int]:
-    p = subprocess.Popen([sys.executable, "-c", CHILD, str(store), what], stdout=subprocess.PIPE, text=True)
-    out = p.stdout.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    if status != 0:
-        raise SystemExit(f"child failed ({status})")
-    return json.loads(out)["s"], usage.ru_maxrss * 1024
+def child(store: Path, what: str, n: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(store), what, str(n)], stdout=subprocess.PIPE,
+                         text=True, check=True).stdout
+    return json.loads(out)
 
 
 def main() -> None:
@@ -102,11 +100,12 @@ def main() -> None:
     try:
         store = build(folder, args.n)
         size = sum(p.stat().st_size for p in (folder / "big_metadata.parquet").iterdir())
-        base = statistics.median(child(store, "import")[1] for _ in range(3))
-        runs = [child(store, "inspect") for _ in range(args.reps)]
-        t, rss = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        base = statistics.median(child(store, "import", args.n)["rss"] for _ in range(3))
+        runs = [child(store, "inspect", args.n) for _ in range(args.reps)]
+        t, cpu, rss = (statistics.median(r[k] for r in runs) for k in ("s", "cpu", "rss"))
         print(f"inspect of {args.n:,} side-car rows ({size / 2**20:.1f} MiB of Parquet), median of {args.reps}: "
-              f"{t:.2f} s, peak RSS {rss / 2**20:.0f} MiB (a child that only imports: {base / 2**20:.0f} MiB)")
+              f"{t:.2f} s wall, {cpu:.2f} s CPU, peak RSS {rss / 2**20:.0f} MiB "
+              f"(a child that only imports: {base / 2**20:.0f} MiB); load average {os.getloadavg()[0]:.1f}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -756,3 +756,132 @@ def test_concurrent_reads(tmp_path, mef):
 
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(work, range(200)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 17: invalid scaling values, HDU choice, compressed headers cfitsio's converter refuses.
+
+
+@pytest.mark.parametrize("card", [b"BZERO   =                'abc'", b"BSCALE  =                  NAN"])
+def test_invalid_bzero_or_bscale_is_refused_like_astropy(tmp_path, card):
+    """Accepted on main (unscaled values stored with no error)."""
+    import images_to_zarr as i2z
+    import pyarrow.parquet as pq
+
+    good = write_primary(tmp_path / "good.fits", smooth((H, W), "int16", seed=5), BZERO=1.0).read_bytes()
+    old = b"BZERO   =                  1.0"
+    assert old in good
+    d = tmp_path / "in"
+    d.mkdir()
+    bad = d / "bad.fits"
+    bad.write_bytes(good.replace(old, card.ljust(len(old))))
+    with pytest.raises(Exception):  # astropy: ValueError / VerifyError on the scaled read
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            np.asarray(fits.getdata(bad))
+    with pytest.raises(ValueError, match="invalid B(ZERO|SCALE) value"):
+        read_image(str(bad))
+    write_primary(d / "ok.fits", smooth((H, W), "int16", seed=6))
+    store = i2z.convert(tmp_path / "o.zarr", folders=d, progress=False)
+    t = pq.read_table(tmp_path / "o_metadata.parquet")
+    errors = dict(zip(t.column("filename").to_pylist(), t.column("error").to_pylist()))
+    assert errors["ok.fits"] is None and "invalid B" in errors["bad.fits"]
+    assert store.exists()
+
+
+def test_default_hdu_is_the_first_image_hdu_with_data_tables_skipped(tmp_path):
+    """main read the primary HDU, else HDU 1 only: here HDU 1 is a table (an error on main)."""
+    path = tmp_path / "t.fits"
+    cols = [fits.Column(name="a", format="E", array=np.ones(3))]
+    data = smooth((H, W), "float32", seed=31)
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols), fits.ImageHDU(), fits.ImageHDU(data, name="SCI")]).writeto(path)
+    ours, info = read_image(str(path))
+    with fits.open(path) as hdul:
+        same(ours, hdul[3].data)
+    assert info["fits_extension"] == "3"
+    assert header(info)["EXTNAME"] == "SCI"
+
+
+def test_default_hdu_skips_tables_before_a_tile_compressed_image(tmp_path):
+    path = tmp_path / "t.fz"
+    cols = [fits.Column(name="a", format="J", array=np.arange(3))]
+    data = smooth((H, W), "int16", seed=32)
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols),
+                  fits.CompImageHDU(data, compression_type="RICE_1")]).writeto(path)
+    ours, info = read_image(str(path))
+    with fits.open(path) as hdul:
+        same(ours, hdul[2].data)
+    assert info["fits_extension"] == "2"
+
+
+def _compressed_with_table_cards(tmp_path, name, mutate):
+    """A RICE tile-compressed HDU whose table header `mutate` edits (astropy writes it as is)."""
+    raw = (np.arange(H * W, dtype=np.int16).reshape(H, W) - 900)
+    src = tmp_path / "src.fz"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(raw, compression_type="RICE_1")]).writeto(src, overwrite=True)
+    out = tmp_path / name
+    with fits.open(src, disable_image_compression=True) as hdul:
+        t = hdul[1]
+        mutate(t.header)
+        fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(t.data, t.header)]).writeto(out)
+    return out
+
+
+def _ztension_last(h):
+    v = h["ZTENSION"]
+    del h["ZTENSION"]
+    h.append(("ZTENSION", v), end=True)
+
+
+def _bscale_bzero_then_ztension_last(h):
+    _ztension_last(h)  # BSCALE/BZERO go in by bytes below: astropy drops them from a table's header
+
+
+def _with_cards_before_ztension(path, cards):
+    """Inserts 80-byte `cards` before the (last) ZTENSION card of HDU 1, using the header's padding."""
+    blob = bytearray(path.read_bytes())
+    at = blob.index(b"ZTENSION= ", 2880)
+    end = blob.index(b"END" + b" " * 77, at)
+    new = b"".join(c.ljust(80).encode() for c in cards)
+    assert blob[end + 80 : end + 80 + len(new)] == b" " * len(new)  # room in the header block
+    blob[at : end + 80 + len(new)] = new + blob[at : end + 80]
+    path.write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize("mutate", [_ztension_last, _bscale_bzero_then_ztension_last],
+                         ids=["ztension_late", "bscale_bzero_in_table_header"])
+def test_compressed_headers_fits_convert_hdr2str_refuses_are_read_like_astropy(tmp_path, mutate):
+    """main: "FITS cannot read the header: 1st key not SIMPLE or XTENSION (cfitsio status 252)"."""
+    path = _compressed_with_table_cards(tmp_path, "c.fz", mutate)
+    if mutate is _bscale_bzero_then_ztension_last:
+        _with_cards_before_ztension(path, ["BSCALE  =                  2.0", "BZERO   =                 10.0"])
+    with fits.open(path, disable_image_compression=True) as hdul:  # the shape under test
+        keys = list(hdul[1].header.keys())
+        assert keys[-1] == "ZTENSION"
+    ours, info = check(path)
+    h = header(info)
+    with fits.open(path) as hdul:
+        ref = hdul[1].header
+        for k in ("XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT"):
+            assert h[k] == ref[k], k
+    assert list(h)[:7] == ["XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT"]
+    assert h["BITPIX"] == 16 and not any(k.startswith(("ZNAME", "ZVAL", "ZTILE", "TTYPE", "TFORM")) for k in h)
+    if mutate is _bscale_bzero_then_ztension_last:
+        assert h["BSCALE"] == 2.0 and h["BZERO"] == 10.0
+        assert ours.dtype == np.float32 and ours[0, 0] == -900 * 2.0 + 10.0
+
+
+@pytest.mark.parametrize("suffix", [".fit.gz", ".fts.gz"])
+def test_gzipped_fit_and_fts_are_discovered(tmp_path, suffix):
+    """Not discovered on main."""
+    import images_to_zarr as i2z
+    from images_to_zarr.reader import open_store
+
+    d = tmp_path / "in"
+    d.mkdir()
+    data = smooth((H, W), "int16", seed=40)
+    plain = tmp_path / "x.fits"
+    write_primary(plain, data)
+    (d / f"x{suffix}").write_bytes(gzip.compress(plain.read_bytes()))
+    i2z.convert(tmp_path / "o.zarr", folders=d, progress=False)
+    np.testing.assert_array_equal(open_store(tmp_path / "o.zarr")[0][0], fits.getdata(d / f"x{suffix}"))

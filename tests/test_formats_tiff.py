@@ -316,7 +316,6 @@ def test_webp_and_lerc(tmp_path):
     [
         ("f16", np.ones((H, W), np.float16), {}, "16-bit floating-point"),
         ("c64", np.ones((H, W), np.complex64), {}, "complex"),
-        ("u12", np.ones((H, W), np.uint16), {"bitspersample": 12, "photometric": "minisblack"}, "12-bit"),
         ("vol", np.ones((4, 32, 48), np.uint8), {"volumetric": True, "tile": (2, 16, 16), "photometric": "minisblack",
                                                "planarconfig": "contig"}, "ImageDepth"),
         ("j2k", np.ones((H, W, 3), np.uint8), {"compression": "jpeg2000"}, "compression"),
@@ -394,9 +393,6 @@ def test_minimal_tiff_helper_is_valid(tmp_path):
         ("bigcount", gray8(100, 100, [(273, 4, 1, 200), (278, 4, 1, 100), (279, 4, 1, 0xFFFFFFF0)])),
         ("rows0", gray8(100, 100, [(273, 4, 1, 200), (278, 4, 1, 0), (279, 4, 1, 10000)])),
         ("width0", gray8(0, 100, [(273, 4, 1, 200), (278, 4, 1, 100), (279, 4, 1, 10)])),
-        # 3 strips for 4 rows of 1 row each: the 4th is missing
-        ("fewstrips", gray8(4, 4, [(273, 4, 3, struct.pack("<3I", 200, 204, 208)), (278, 4, 1, 1),
-                                   (279, 4, 3, struct.pack("<3I", 4, 4, 4))])),
         ("bits7", [(256, 4, 1, 8), (257, 4, 1, 8), (258, 3, 1, 7), (259, 3, 1, 1), (262, 3, 1, 1), (273, 4, 1, 200),
                    (277, 3, 1, 1), (278, 4, 1, 8), (279, 4, 1, 64)]),
     ],
@@ -406,6 +402,16 @@ def test_hostile_headers_raise(tmp_path, name, tags):
     path.write_bytes(minimal_tiff(tags, b"\1" * 300))
     with pytest.raises(BAD_INPUT):
         core.read_image(str(path))
+
+
+def test_missing_strip_is_zero_filled_like_tifffile(tmp_path):
+    # 3 strips for 4 rows of 1 row each: tifffile decodes the missing 4th as zeros (it used to
+    # be an error with the memory-mapped handle, and read the file header as pixels without it).
+    path = tmp_path / "fewstrips.tif"
+    path.write_bytes(minimal_tiff(gray8(4, 4, [(273, 4, 3, struct.pack("<3I", 200, 204, 208)), (278, 4, 1, 1),
+                                               (279, 4, 3, struct.pack("<3I", 4, 4, 4))]), b"\1" * 300))
+    got, _ = check_matches_tifffile(path)
+    assert not got[3].any() and got[:3].all()
 
 
 def test_empty_and_garbage_files(tmp_path):
@@ -518,3 +524,38 @@ def test_concurrent_reads_match_sequential(tmp_path):
     for k, got in enumerate(results):
         if k % 5 != 4:
             assert np.array_equal(got, expected[k % 5])
+
+
+# ----------------------------------------------------------------------------- issue 17, item 19
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"tile": (16, 16)}, {"rowsperstrip": 5}], ids=["plain", "tiled", "strips"])
+@pytest.mark.parametrize("shape", [(H, W), (H, W, 3)], ids=["gray", "rgb"])
+def test_12_bit_samples_decode_to_uint16_like_tifffile(tmp_path, kwargs, shape):
+    """Refused on main ("12-bit ... not supported")."""
+    if not HAVE_IMAGECODECS:
+        pytest.skip("tifffile needs imagecodecs to write 12-bit samples")
+    data = (smooth(shape, np.uint16) >> 4).astype(np.uint16)  # 12-bit values
+    photometric = "rgb" if len(shape) == 3 else "minisblack"
+    path = write(tmp_path / "u12.tif", data, bitspersample=12, photometric=photometric, **kwargs)
+    assert tifffile.TiffFile(path).pages[0].bitspersample == 12
+    got, _ = check_matches_tifffile(path)
+    np.testing.assert_array_equal(got, data)  # and tifffile returns what was written
+
+
+def test_planar_extra_sample_plane_with_a_zero_byte_strip_is_zero_filled_like_tifffile(tmp_path):
+    """A separate-planes RGBA file whose alpha plane's strip has no bytes: refused on main."""
+    data = np.ascontiguousarray(np.moveaxis(smooth((H, W, 4), np.uint8), -1, 0))
+    path = tmp_path / "planar.tif"
+    tifffile.imwrite(path, data, photometric="rgb", planarconfig="separate", extrasamples=[2], rowsperstrip=H)
+    blob = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tf:
+        tag = tf.pages[0].tags["StripByteCounts"]
+        assert len(tag.value) == 4
+        at = tag.valueoffset  # 4 counts of the tag's type, little-endian
+        size = 2 if tag.dtype == 3 else 4
+    blob[at + 3 * size : at + 4 * size] = bytes(size)
+    path.write_bytes(bytes(blob))
+    got, _ = check_matches_tifffile(path, layout="CHW")
+    np.testing.assert_array_equal(got[:3], data[:3])
+    assert not got[3].any()

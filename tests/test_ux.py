@@ -417,3 +417,79 @@ def test_consolidated_metadata_xarray_zarr_tensorstore(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     refs = refs[:5]
     check(5)
+
+
+# --- 7. housekeeping ----------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_license_changelog_py_typed_and_core_stubs():
+    import ast
+    import tomllib
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert meta["license"] == {"text": "MIT"}
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert "## [Unreleased]" in (ROOT / "CHANGELOG.md").read_text()
+    package = Path(i2z.__file__).parent
+    assert (package / "py.typed").is_file()
+    # The stub is generated from the built extension and installed beside it.
+    stub = Path(i2z._core.__file__).parent / "_core.pyi"
+    tree = ast.parse(stub.read_text())
+    declared = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    public = {name for name in dir(i2z._core) if not name.startswith("_")}
+    assert public <= declared, public - declared
+    assert {"Reader", "Store", "convert_files", "convert_array", "discover_files"} <= declared
+
+
+def test_image_store_context_manager_and_close(tmp_path: Path):
+    arr = smooth_images(4, 1, H, W)
+    store = i2z.convert(tmp_path / "m.zarr", images=arr, progress=False)
+    with i2z.open_store(store) as s:
+        np.testing.assert_array_equal(s[1:3], arr[1:3])
+        assert not s.closed
+    assert s.closed and "closed" in repr(s)
+    for use in (lambda: s[0], lambda: len(s), lambda: s.metadata, lambda: s.__enter__()):
+        with pytest.raises(ValueError, match="is closed"):
+            use()
+    s.close()  # idempotent
+    again = i2z.open_store(store)
+    again.close()
+    assert again.closed
+
+
+def test_shell_completion_as_the_readme_says():
+    script = Path(sys.executable).parent / "images_to_zarr"
+    env = {**os.environ, "_IMAGES_TO_ZARR_COMPLETE": "bash_source"}
+    source = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert source.returncode == 0 and "_images_to_zarr_completion" in source.stdout
+    assert 'eval "$(_IMAGES_TO_ZARR_COMPLETE=bash_source images_to_zarr)"' in (ROOT / "README.md").read_text()
+    env = {**os.environ, "_IMAGES_TO_ZARR_COMPLETE": "bash_complete", "COMP_WORDS": "images_to_zarr convert --str",
+           "COMP_CWORD": "2"}
+    done = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["plain,--strict"], done.stdout
+
+
+def test_readme_store_layout_and_naming_match_what_is_written(tmp_path: Path):
+    readme = (ROOT / "README.md").read_text()
+    pngs(tmp_path / "in", 3)
+    (tmp_path / "cat.csv").write_text("filename,label\n" + "".join(f"img{i:04d}.png,{i}\n" for i in range(3)))
+    store = i2z.convert(tmp_path / "out", folders=tmp_path / "in", metadata=tmp_path / "cat.csv", progress=False)
+    assert store == tmp_path / "out" / "cat.zarr"  # <out>/<csv-stem>.zarr
+    assert i2z.convert(tmp_path / "out", folders=tmp_path / "in", progress=False) == tmp_path / "out" / "images.zarr"
+    assert i2z.convert(tmp_path / "x.zarr", folders=tmp_path / "in", progress=False) == tmp_path / "x.zarr"
+    for name in ("cat", "images", "x"):
+        assert (store.parent.parent / "out" if name != "x" else tmp_path).joinpath(f"{name}_metadata.parquet").exists()
+    assert "images/c/<s>/0/0/0" in readme and (store / "images" / "c" / "0" / "0" / "0" / "0").is_file()
+    assert (store / "zarr.json").is_file() and (store / "images" / "zarr.json").is_file()
+    # The README's list of group attributes and creation_info keys is what the store has.
+    section = readme[readme.index("* Group attributes:"):readme.index("* The group's `zarr.json` carries")]
+    info = section[section.index("{"):section.index("}")]
+    listed_info = set(re.findall(r"`(\w+)`", info))
+    listed = set(re.findall(r"`(\w+)`", section.replace(info, ""))) - {"C", "H", "W"}
+    attrs = json.loads((store / "zarr.json").read_text())["attributes"]
+    assert listed == set(attrs), listed ^ set(attrs)
+    assert listed_info == set(attrs["creation_info"]), listed_info ^ set(attrs["creation_info"])
+    array = json.loads((store / "images" / "zarr.json").read_text())
+    assert array["dimension_names"] == ["image", "channel", "y", "x"] and array["fill_value"] == 0

@@ -169,6 +169,8 @@ def convert(
     clevel: int = 1,
     checksum: bool = True,
     max_pixels: int = 2**31,
+    max_channels: int | None = None,
+    max_memory: int | None = None,
     overwrite: bool = False,
     append: bool = False,
     shard_images: int | None = None,
@@ -200,6 +202,9 @@ def convert(
     resize = _resize(resize)
     workers = _workers(num_parallel_workers)
     failure_limit(max_failures)  # a bad value fails before any work
+    for name, value in (("max_channels", max_channels), ("max_memory", max_memory)):
+        if value is not None and int(value) < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if scheduler is not None and images is not None:
         raise ValueError("scheduler distributes file conversion; in-memory arrays are converted locally (omit scheduler)")
 
@@ -218,6 +223,8 @@ def convert(
         "clevel": int(clevel),
         "checksum": bool(checksum),
         "max_pixels": int(max_pixels),
+        "max_channels": int(max_channels) if max_channels is not None else None,
+        "max_memory": int(max_memory) if max_memory is not None else None,
         "dtype": np.dtype(dtype).name if dtype is not None else None,
         "fits_extension": _fits_selectors(fits_extension),
         "resize": resize,

@@ -261,7 +261,7 @@ class _Aggregate:
 
 def _summarize_sidecar(s: StoreSummary, sidecar: Sidecar) -> None:
     agg, names, seen = _Aggregate(), set(sidecar.schema().names), 0
-    for batch in sidecar.batches(SIDECAR_COLUMNS):
+    for batch in sidecar.batches(SIDECAR_COLUMNS, batch_size=16384):
         table = pa.Table.from_batches([batch])
         seen += table.num_rows
         from_file = None
@@ -289,6 +289,7 @@ def _summarize_sidecar(s: StoreSummary, sidecar: Sidecar) -> None:
             if len(lo) and len(hi) and len(mean):
                 agg.pixels = agg.merge(agg.pixels, pc.min(lo).as_py(), pc.max(hi).as_py(), pc.sum(mean).as_py(), len(mean))
         del table, batch
+        pa.default_memory_pool().release_unused()  # the pool (mimalloc) would keep every batch mapped
     ordered = {k: dict(sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))) for k, v in agg.counts.items()}
     s.format_counts, s.original_dtype_counts, s.shape_counts = ordered["format"], ordered["dtype"], ordered["shape"]
     if "error" in names:

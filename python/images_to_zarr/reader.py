@@ -22,7 +22,10 @@ PathLike = str | os.PathLike
 
 class ImageStore:
     """Read-only view of the ``images`` array of a store: ``len(s)``, ``s[i]`` -> ``(C, H, W)``,
-    ``s[a:b]``, ``s[a:b:step]`` and ``s[[i, j, ...]]`` -> ``(k, C, H, W)``."""
+    ``s[a:b]``, ``s[a:b:step]`` and ``s[[i, j, ...]]`` -> ``(k, C, H, W)``.
+
+    A context manager: ``with open_store(p) as s: ...`` closes it at the end (``close()``
+    releases the reader's threads and open files; using a closed store raises ``ValueError``)."""
 
     def __init__(self, store: PathLike, threads: int = 0, storage_options: dict[str, Any] | None = None) -> None:
         self._path = os.fspath(store)
@@ -32,9 +35,29 @@ class ImageStore:
         self._pid = -1
         self._metadata: Any = None
         self._metadata_loaded = False
+        self._closed = False
         self._r()  # fail now (FileNotFoundError / ValueError), not at the first read
 
+    def close(self) -> None:
+        """Releases the reader (its threads and open files); idempotent."""
+        self._reader = None
+        self._metadata, self._metadata_loaded = None, False
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> ImageStore:
+        self._r()  # a closed store cannot be re-entered
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _r(self) -> Any:
+        if self._closed:
+            raise ValueError(f"ImageStore {self._path!r} is closed")
         # A reader opened in another process (fork) has no worker threads there: reopen.
         if self._reader is None or self._pid != os.getpid():
             self._reader = _core.Reader(self._path, self._threads, self._storage_options)
@@ -52,6 +75,7 @@ class ImageStore:
         self._pid = -1
         self._metadata = None
         self._metadata_loaded = False
+        self._closed = False
 
     @property
     def path(self) -> StoreLocation:
@@ -136,6 +160,8 @@ class ImageStore:
             yield self[i]
 
     def __repr__(self) -> str:
+        if self._closed:
+            return f"ImageStore({self._path!r}, closed)"
         return f"ImageStore({self._path!r}, shape={self.shape}, dtype={self.dtype})"
 
 

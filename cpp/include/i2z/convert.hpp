@@ -34,6 +34,12 @@ struct ConvertOptions {
   bool pad = false;  // place each image top-left on a canvas of the largest H x W
   unsigned num_workers = 8;
   std::uint64_t max_pixels = std::uint64_t{1} << 31;   // per image; larger ones are errors
+  // Files with more channels are per-image errors. 0 = automatic: a file with more than 16 and
+  // more than 16 x the median channel count of the run is an error (one header cannot inflate C).
+  std::uint32_t max_channels = 0;
+  // Bytes all workers together may hold for decoding (decoded + working buffers); each worker
+  // gets max_memory / num_workers. 0 = half of the machine's memory (or of its cgroup limit).
+  std::uint64_t max_memory = 0;
   // Free-form JSON object merged into the group attributes (creation_info etc.).
   std::string extra_attributes_json = "{}";
   // Continue an interrupted run of the same inputs and options from its last completed shard.

@@ -130,9 +130,7 @@ std::uint64_t sat_add(std::uint64_t a, std::uint64_t b) {
 class Fd {
  public:
   explicit Fd(int fd) : fd_(fd) {}
-  explicit Fd(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
-    if (fd_ < 0) fail_errno("cannot open", path);
-  }
+  explicit Fd(const std::string& path) : fd_(open_input(path)) {}
   ~Fd() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -410,22 +408,97 @@ nlohmann::ordered_json parse_value(std::string_view v) {
   return number_or_string(tok);
 }
 
-// All cards of the current HDU; for a tile-compressed HDU, those of the image it holds.
-std::vector<Card> read_cards(fitsfile* f) {
-  char* text = nullptr;
-  int ncards = 0, status = 0;
-  fits_convert_hdr2str(f, 0, nullptr, 0, &text, &ncards, &status);
+// The image view of a tile-compressed HDU's table header, as astropy's CompImageHeader: the
+// Z-prefixed image keywords under their image names (first, in FITS order), the table's own
+// structure keywords dropped, every other card kept in order. Used where cfitsio's
+// fits_convert_hdr2str refuses a valid header (ZTENSION late, BSCALE before it, ...).
+std::string compressed_image_header(std::string_view table) {
+  auto key_of = [](std::string_view card) { return rstrip(card.substr(0, 8)); };
+  auto indexed = [](const std::string& k, std::string_view prefix) {
+    if (k.size() <= prefix.size() || k.compare(0, prefix.size(), prefix) != 0) return false;
+    return std::all_of(k.begin() + static_cast<std::ptrdiff_t>(prefix.size()), k.end(),
+                       [](char c) { return c >= '0' && c <= '9'; });
+  };
+  std::vector<std::string_view> cards;
+  for (std::size_t off = 0; off + 80 <= table.size(); off += 80) {
+    const std::string_view card = table.substr(off, 80);
+    if (key_of(card) == "END") break;
+    cards.push_back(card);
+  }
+  auto find = [&](const std::string& key) -> std::string_view {
+    for (auto c : cards)
+      if (key_of(c) == key) return c;
+    return {};
+  };
+  auto renamed = [](std::string_view card, const std::string& key) {
+    std::string out = key;
+    out.resize(8, ' ');
+    out += card.substr(8);
+    return out;
+  };
+  std::string out;
+  const bool primary = !find("ZSIMPLE").empty();
+  out += primary ? renamed(find("ZSIMPLE"), "SIMPLE") : "XTENSION= 'IMAGE   '" + std::string(60, ' ');
+  for (const char* k : {"ZBITPIX", "ZNAXIS"})
+    if (auto c = find(k); !c.empty()) out += renamed(c, k + 1);
+  for (auto c : cards)
+    if (const std::string k = key_of(c); indexed(k, "ZNAXIS")) out += renamed(c, k.substr(1));
+  if (!primary)
+    for (const char* k : {"ZPCOUNT", "ZGCOUNT"}) {
+      if (auto c = find(k); !c.empty()) {
+        out += renamed(c, k + 1);
+      } else {  // absent: the image defaults, PCOUNT = 0 and GCOUNT = 1
+        std::string card = std::string(k + 1) + "  = " + std::string(19, ' ') + (k[1] == 'P' ? "0" : "1");
+        card.resize(80, ' ');
+        out += card;
+      }
+    }
+  static const char* const kDropped[] = {"XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "TFIELDS", "THEAP",
+                                         "ZIMAGE", "ZSIMPLE", "ZTENSION", "ZBITPIX", "ZNAXIS", "ZPCOUNT",
+                                         "ZGCOUNT", "ZCMPTYPE", "ZQUANTIZ", "ZDITHER0", "ZMASKCMP", "CHECKSUM",
+                                         "DATASUM", "ZHECKSUM", "ZDATASUM", "ZEXTEND", "ZBLOCKED"};
+  static const char* const kIndexed[] = {"NAXIS", "ZNAXIS", "TTYPE", "TFORM", "TUNIT", "TNULL", "TSCAL", "TZERO",
+                                         "TDIM", "TDISP", "ZTILE", "ZNAME", "ZVAL"};
+  for (auto c : cards) {
+    const std::string k = key_of(c);
+    if (std::any_of(std::begin(kDropped), std::end(kDropped), [&](const char* d) { return k == d; })) continue;
+    if (std::any_of(std::begin(kIndexed), std::end(kIndexed), [&](const char* d) { return indexed(k, d); })) continue;
+    out += c;
+  }
+  for (const char* k : {"ZEXTEND", "ZBLOCKED", "ZHECKSUM", "ZDATASUM"})
+    if (auto c = find(k); !c.empty()) out += renamed(c, k[1] == 'H' ? "CHECKSUM" : k + 1);
+  return out + "END" + std::string(77, ' ');
+}
+
+// The header text of the current HDU: for a tile-compressed HDU, that of the image it holds.
+std::string header_text(fitsfile* f) {
   struct Free {
-    char* p;
+    char* p = nullptr;
     ~Free() {
       int s = 0;
       if (p) fits_free_memory(p, &s);
     }
-  } guard{text};
+  };
+  Free converted;
+  int ncards = 0, status = 0;
+  fits_convert_hdr2str(f, 0, nullptr, 0, &converted.p, &ncards, &status);
+  if (status == 0) return converted.p ? std::string(converted.p) : std::string();
+  int st = 0;
+  if (!fits_is_compressed_image(f, &st) || st) fits_fail(status, "cannot read the header");
+  Free raw;
+  status = 0;
+  fits_hdr2str(f, 0, nullptr, 0, &raw.p, &ncards, &status);
   if (status) fits_fail(status, "cannot read the header");
+  return compressed_image_header(raw.p ? std::string_view(raw.p) : std::string_view());
+}
+
+// All cards of the current HDU; for a tile-compressed HDU, those of the image it holds.
+std::vector<Card> read_cards(fitsfile* f) {
+  const std::string header = header_text(f);
+  const char* text = header.c_str();
   std::vector<Card> cards;
-  cards.reserve(static_cast<std::size_t>(ncards));
-  const std::size_t len = text ? std::strlen(text) : 0;
+  cards.reserve(header.size() / 80);
+  const std::size_t len = header.size();
   for (std::size_t off = 0; off + 8 <= len; off += 80) {
     const std::string_view card(text + off, std::min<std::size_t>(80, len - off));
     std::string key = rstrip(card.substr(0, 8));
@@ -612,11 +685,21 @@ Hdu describe(fitsfile* f, int number) {
   h.raw = raw_dtype(h.bitpix);
   // Read from the HDU's own header: a tile-compressed HDU keeps the image's BSCALE, BZERO and
   // BLANK under those names (cfitsio's image view of the header copies them).
+  // A present but unreadable or non-finite value ('abc', NAN) is an error, as in astropy; only
+  // an absent keyword takes the default.
   auto number_key = [&](const char* key, double fallback) {
     double v = fallback;
     int st = 0;
     fits_read_key_dbl(f, key, &v, nullptr, &st);
-    return st ? fallback : v;
+    if (st == KEY_NO_EXIST) return fallback;
+    if (st || !std::isfinite(v)) {
+      char text[FLEN_VALUE] = {0};
+      int ignored = 0;
+      fits_read_keyword(f, key, text, nullptr, &ignored);
+      fail(ErrorKind::Corrupt, "HDU " + std::to_string(number - 1) + " has an invalid " + key + " value: " +
+                                   std::string(strip(text)));
+    }
+    return v;
   };
   h.bscale = number_key("BSCALE", 1.0);
   h.bzero = number_key("BZERO", 0.0);
@@ -684,17 +767,18 @@ Plan plan(fitsfile* f, const FormatOptions& options) {
   ImageInfo& info = p.info;
   const auto& sel = options.fits_extension;
   if (sel.empty()) {
-    int hdutype = 0;
-    std::string why_not;
-    move_to(f, 1, &hdutype);
-    int number = 1;
-    if (!image_hdu(f, 1, hdutype, &why_not)) {
-      if (!try_move(f, 2, &hdutype))
-        fail(ErrorKind::Value, "no image data in the primary HDU and no extension HDU");
-      std::string why_not_1;
-      if (!image_hdu(f, 2, hdutype, &why_not_1))
-        fail(ErrorKind::Value, "no image data in the primary HDU, and " + why_not_1);
-      number = 2;
+    // The first image HDU with data (tables and empty HDUs skipped; a tile-compressed image
+    // counts as an image).
+    int hdutype = 0, number = 1;
+    std::string why_not, first_why_not;
+    for (; try_move(f, number, &hdutype); ++number) {
+      if (image_hdu(f, number, hdutype, &why_not)) break;
+      if (first_why_not.empty() && number > 1) first_why_not = why_not;
+    }
+    if (!try_move(f, number, &hdutype)) {
+      if (number <= 2) fail(ErrorKind::Value, "no image data in the primary HDU and no extension HDU");
+      fail(ErrorKind::Value, "no image HDU with data among the " + std::to_string(number - 1) +
+                                 " HDUs (no image data in the primary HDU, and " + first_why_not + ")");
     }
     p.hdus.push_back(describe(f, number));
     info.fits_extension = std::to_string(number - 1);
@@ -1139,7 +1223,7 @@ class FitsFormat final : public Format {
  public:
   std::string_view name() const override { return "fits"; }
   const std::vector<std::string>& extensions() const override {
-    static const std::vector<std::string> exts{".fits", ".fit", ".fts", ".fz", ".fits.gz"};
+    static const std::vector<std::string> exts{".fits", ".fit", ".fts", ".fz", ".fits.gz", ".fit.gz", ".fts.gz"};
     return exts;
   }
 

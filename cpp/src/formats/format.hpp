@@ -28,6 +28,9 @@ struct ImageInfo {
 struct FormatOptions {
   std::vector<FitsSelector> fits_extension;
   std::uint64_t max_pixels = std::uint64_t{1} << 31;
+  // Bytes a decoder may read or allocate for one image (the worker's share of max_memory less
+  // its row buffers); past it the image is a per-image error.
+  std::uint64_t memory_budget = ~std::uint64_t{0};
 };
 
 class Format {

@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <csetjmp>
+#include <climits>
 #include <cstring>
 #include <string>
 #include <system_error>
@@ -171,8 +172,7 @@ class JpegFormat final : public Format {
   }
 
   ImageInfo probe(const std::string& path, const FormatOptions& options) const override {
-    FileCloser file{std::fopen(path.c_str(), "rb")};
-    if (file.fp == nullptr) fail_errno("cannot open", path);
+    FileCloser file{fopen_input(path)};
     Decompressor d;
     Header hdr;
     if (!read_header(d, file.fp, nullptr, 0, &hdr)) d.raise();
@@ -181,11 +181,13 @@ class JpegFormat final : public Format {
 
   void decode(const std::string& path, const FormatOptions& options, const ImageInfo& info,
               void* out) const override {
-    const std::vector<unsigned char> data = read_whole_file(path);
-    if (data.empty()) fail(ErrorKind::Corrupt, "corrupt JPEG: empty file");
+    // Streamed: libjpeg reads only up to the end of the image, whatever follows it.
+    FileCloser file{fopen_input(path)};
     Decompressor d;
     Header hdr;
-    if (!read_header(d, nullptr, data.data(), static_cast<unsigned long>(data.size()), &hdr)) d.raise();
+    if (!read_header(d, file.fp, nullptr, 0, &hdr)) d.raise();
+    // libjpeg's own buffers (a progressive file's coefficients) within the worker's budget.
+    d.cinfo.mem->max_memory_to_use = static_cast<long>(std::min<std::uint64_t>(options.memory_budget, LONG_MAX));
     const ImageInfo now = info_from_header(hdr, options);
     if (now.height != info.height || now.width != info.width || now.channels != info.channels ||
         info.dtype != DType::u8 || info.layout != PixelLayout::HWC)

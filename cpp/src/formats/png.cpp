@@ -225,8 +225,7 @@ class PngFormat final : public Format {
   }
 
   ImageInfo probe(const std::string& path, const FormatOptions& options) const override {
-    FileCloser file{std::fopen(path.c_str(), "rb")};
-    if (file.fp == nullptr) fail_errno("cannot open", path);
+    FileCloser file{fopen_input(path)};
     unsigned char sig[8];
     const std::size_t n = std::fread(sig, 1, sizeof sig, file.fp);
     Source source;
@@ -240,7 +239,8 @@ class PngFormat final : public Format {
 
   void decode(const std::string& path, const FormatOptions& options, const ImageInfo& info,
               void* out) const override {
-    const std::vector<unsigned char> data = read_whole_file(path);
+    const std::vector<unsigned char> data =
+        read_whole_file(path, options.memory_budget, png_extent(info.byte_size() + info.height));
     auto* pixels = static_cast<unsigned char*>(out);
     if (png_decode_fast(data.data(), data.size(), options, info, pixels)) return;
     png_decode_libpng(data.data(), data.size(), options, info, pixels);

@@ -8,18 +8,20 @@
 //     1-bit; we store 0/1 as uint8);
 //   * JPEG-compressed YCbCr is returned as RGB (libtiff's JPEGCOLORMODE_RGB, like tifffile);
 //     other YCbCr only without chroma subsampling, as stored samples (like tifffile).
-// Unsupported (clear Value error): other bit depths (12, 24, ...), complex / float16 samples,
+//   * 12-bit unsigned samples are unpacked to uint16 (as tifffile);
+//   * a strip or tile with no bytes decodes as zeros (as tifffile), e.g. an empty extra-sample plane.
+// Unsupported (clear Value error): other bit depths (24, ...), complex / float16 samples,
 // volumetric ImageDepth > 1, subsampled YCbCr without JPEG, codecs this libtiff lacks.
 //
 // libtiff quirks handled here:
 //   * Its global error/warning handlers print to stderr and are process-wide: they are set to
 //     no-ops once, and each handle gets its own handlers (TIFFOpenOptions) that record the first
 //     error text into a per-call buffer, used in the exception message.
-//   * TIFFOpenExt closes its file descriptor itself when the open fails.
+//   * TIFFFdOpenExt leaves the descriptor open when it fails (TIFFOpenExt would close it).
 //   * Byte swapping, FillOrder, predictors (2 and 3) are undone by libtiff inside
 //     TIFFReadEncodedStrip/Tile.
-#include <sys/stat.h>
 #include <tiffio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -85,16 +87,13 @@ class TiffHandle {
     if (!opts) fail(ErrorKind::Runtime, "out of memory (TIFFOpenOptionsAlloc)");
     TIFFOpenOptionsSetErrorHandlerExtR(opts.get(), on_tiff_error, &sink_);
     TIFFOpenOptionsSetWarningHandlerExtR(opts.get(), on_tiff_warning, nullptr);
-    // "r": read-only, memory-mapped, first IFD read at open. The handle copies the options.
-    tif_.reset(TIFFOpenExt(path.c_str(), "r", opts.get()));
+    // A regular file only, opened without blocking (file_io.hpp). "rm": read-only, not
+    // memory-mapped (a file truncated meanwhile must give an error, not SIGBUS), first IFD
+    // read at open. The handle copies the options; on failure the descriptor stays ours.
+    const int fd = open_input(path);
+    tif_.reset(TIFFFdOpenExt(fd, path.c_str(), "rm", opts.get()));
     if (!tif_) {
-      struct stat st {};
-      if (::stat(path.c_str(), &st) != 0) {
-        const int err = errno;
-        fail(err == ENOENT ? ErrorKind::FileNotFound : ErrorKind::IO,
-             "cannot open TIFF file: " + std::string(std::strerror(err)));
-      }
-      if (S_ISDIR(st.st_mode)) fail(ErrorKind::IO, "cannot open TIFF file: is a directory");
+      ::close(fd);
       // libtiff reports nothing when the header points at no directory (offset 0).
       corrupt(sink_.set ? "not a readable TIFF file" : "not a readable TIFF file (no image directory)");
     }
@@ -119,7 +118,7 @@ class TiffHandle {
 struct Geometry {
   std::uint32_t width = 0, height = 0;
   std::uint32_t samples = 1;  // samples per pixel (= channels)
-  std::uint32_t bits = 8;     // bits per sample: 1, 2, 4 (unpacked to uint8) or 8..64
+  std::uint32_t bits = 8;     // bits per sample: 1, 2, 4 (unpacked to uint8), 12 (to uint16) or 8..64
   bool separate = false;      // planar configuration SEPARATE with samples > 1
   bool tiled = false;
   std::uint32_t tile_width = 0, tile_height = 0;  // tiled only
@@ -129,7 +128,7 @@ struct Geometry {
   std::uint32_t planes() const { return separate ? samples : 1; }
   std::uint32_t samples_per_plane_pixel() const { return separate ? 1 : samples; }
   std::size_t sample_bytes() const { return dtype_size(dtype); }
-  bool packed() const { return bits < 8; }
+  bool packed() const { return bits < 8 || bits == 12; }
   // Bytes of `n` pixels of one plane as stored (packed bit depths round up to whole bytes).
   std::uint64_t stored_bytes(std::uint64_t n) const {
     return (n * samples_per_plane_pixel() * bits + 7) / 8;
@@ -148,7 +147,7 @@ DType dtype_for(std::uint16_t sample_format, std::uint32_t bits) {
     case SAMPLEFORMAT_UINT:
       switch (bits) {
         case 1: case 2: case 4: case 8: return DType::u8;
-        case 16: return DType::u16;
+        case 12: case 16: return DType::u16;  // 12-bit: unpacked to uint16, as tifffile does
         case 32: return DType::u32;
         case 64: return DType::u64;
         default: break;
@@ -180,7 +179,7 @@ DType dtype_for(std::uint16_t sample_format, std::uint32_t bits) {
                      : sample_format == SAMPLEFORMAT_INT ? "signed integer"
                                                          : "floating-point";
   fail(ErrorKind::Value, "TIFF with " + std::to_string(bits) + "-bit " + kind +
-                             " samples is not supported (supported: 8/16/32/64-bit, 1/2/4-bit unsigned, "
+                             " samples is not supported (supported: 8/16/32/64-bit, 1/2/4/12-bit unsigned, "
                              "32/64-bit float)");
 }
 
@@ -295,12 +294,33 @@ void unpack_samples(const std::uint8_t* src, std::uint64_t count, std::uint8_t* 
   }
 }
 
+// 12-bit samples, packed MSB first (two samples in three bytes), to native uint16.
+void unpack12(const std::uint8_t* src, std::uint64_t count, std::uint8_t* dst) {
+  for (std::uint64_t i = 0; i < count; ++i) {
+    const std::uint8_t* b = src + i * 3 / 2;
+    const std::uint16_t v = i % 2 == 0 ? static_cast<std::uint16_t>((b[0] << 4) | (b[1] >> 4))
+                                       : static_cast<std::uint16_t>(((b[0] & 0x0F) << 8) | b[1]);
+    std::memcpy(dst + 2 * i, &v, 2);
+  }
+}
+
 void unpack(unsigned bits, const std::uint8_t* src, std::uint64_t count, std::uint8_t* dst) {
   switch (bits) {
+    case 12: unpack12(src, count, dst); break;
     case 1: unpack_samples<1>(src, count, dst); break;
     case 2: unpack_samples<2>(src, count, dst); break;
     default: unpack_samples<4>(src, count, dst); break;
   }
+}
+
+// A strip or tile with no bytes (offset or byte count 0, or beyond the declared ones): tifffile
+// decodes it as zeros, and so do we (e.g. an empty extra-sample plane).
+bool absent(TIFF* tif, std::uint32_t strile) {
+  int err = 0;
+  const std::uint64_t count = TIFFGetStrileByteCountWithErr(tif, strile, &err);
+  if (err) return true;
+  const std::uint64_t offset = TIFFGetStrileOffsetWithErr(tif, strile, &err);
+  return err || count == 0 || offset == 0;
 }
 
 void decode_strips(const TiffHandle& h, const Geometry& g, std::uint8_t* out) {
@@ -318,6 +338,10 @@ void decode_strips(const TiffHandle& h, const Geometry& g, std::uint8_t* out) {
       const std::uint64_t rows = std::min<std::uint64_t>(g.rows_per_strip, g.height - y0);
       std::uint8_t* dst = out + p * plane_bytes + y0 * out_row;
       const tmsize_t want = static_cast<tmsize_t>(rows * in_row);
+      if (absent(tif, p * per_plane + s)) {
+        std::memset(dst, 0, rows * out_row);
+        continue;
+      }
       const tmsize_t got = TIFFReadEncodedStrip(tif, p * per_plane + s, g.packed() ? scratch.data() : dst, want);
       if (got != want) h.corrupt("TIFF strip " + std::to_string(p * per_plane + s) + " could not be decoded");
       if (g.packed())
@@ -343,9 +367,13 @@ void decode_tiles(const TiffHandle& h, const Geometry& g, std::uint8_t* out) {
       for (std::uint32_t x = 0; x < g.width; x += g.tile_width) {
         const std::uint64_t cols = std::min<std::uint64_t>(g.tile_width, g.width - x);
         const std::uint32_t tile = TIFFComputeTile(tif, x, y, 0, static_cast<std::uint16_t>(p));
+        std::uint8_t* dst = out + p * plane_bytes + std::uint64_t{y} * out_row + std::uint64_t{x} * px_bytes;
+        if (absent(tif, tile)) {
+          for (std::uint64_t r = 0; r < rows; ++r) std::memset(dst + r * out_row, 0, cols * px_bytes);
+          continue;
+        }
         if (TIFFReadEncodedTile(tif, tile, scratch.data(), tile_bytes) != tile_bytes)
           h.corrupt("TIFF tile " + std::to_string(tile) + " could not be decoded");
-        std::uint8_t* dst = out + p * plane_bytes + std::uint64_t{y} * out_row + std::uint64_t{x} * px_bytes;
         for (std::uint64_t r = 0; r < rows; ++r) {
           const std::uint8_t* src = scratch.data() + r * tile_row;
           if (g.packed())

@@ -23,6 +23,7 @@
 #include "i2z/s3.hpp"
 #include "pipeline/engine.hpp"
 #include "pipeline/commit.hpp"
+#include "pipeline/geometry.hpp"
 #include "pipeline/log.hpp"
 #include "pipeline/plan.hpp"
 #include "pipeline/records_io.hpp"
@@ -90,6 +91,7 @@ json plan_to_json(const PlanDoc& p) {
           {"n_old", p.n_old},
           {"fits_extension", fits_json(p.fo.fits_extension)},
           {"max_pixels", p.fo.max_pixels},
+          {"max_memory", p.decode.max_memory},
           {"resize", p.decode.resize ? json{p.decode.resize->first, p.decode.resize->second} : json(nullptr)},
           {"order", p.decode.interpolation_order},
           {"pad", p.decode.pad},
@@ -111,6 +113,7 @@ PlanDoc plan_from_json(const std::string& text) {
       else p.fo.fits_extension.emplace_back(e.get<std::string>());
     }
     p.fo.max_pixels = j.at("max_pixels");
+    p.decode.max_memory = j.at("max_memory");
     if (!j.at("resize").is_null()) p.decode.resize = std::make_pair(j["resize"][0].get<std::uint64_t>(), j["resize"][1].get<std::uint64_t>());
     p.decode.interpolation_order = j.at("order");
     p.decode.pad = j.at("pad");
@@ -123,6 +126,22 @@ PlanDoc plan_from_json(const std::string& text) {
   return p;
 }
 
+// What one worker may spend decoding an image: its share of max_memory less its chunk-row
+// buffers, which it always holds. A budget the rows alone exceed is a run error.
+std::uint64_t decode_budget(const ArrayMeta& meta, std::uint64_t max_memory, unsigned workers) {
+  const ArrayGeometry g(meta);
+  const std::uint64_t budget = worker_memory_budget(max_memory, workers);
+  const std::uint64_t rows = g.row_bytes() + g.tile_bytes();
+  if (rows >= budget)
+    fail(ErrorKind::Value, "each of the " + std::to_string(std::max(1u, workers)) + " workers needs " +
+                               mib_text(rows) + " for one chunk row of " + std::to_string(g.n) + " image(s) of " +
+                               std::to_string(g.C) + "x" + std::to_string(g.H) + "x" + std::to_string(g.W) +
+                               ", over its memory budget of " + mib_text(budget) +
+                               " (max_memory / num_parallel_workers); use fewer workers, a smaller "
+                               "chunk_shape[0] or image size, or a larger max_memory");
+  return budget - rows;
+}
+
 // Writes shards [a, b) of the plan. `source` yields image `first_new` as its image 0 (new images
 // only). Each committed shard's records are saved for resume, then handed to `records` on the
 // calling thread (with the progress calls), in shard order.
@@ -132,7 +151,7 @@ void write_range(const PlanDoc& plan, Store& work, std::unique_ptr<ImageSource> 
   const std::uint64_t N = meta.shape[0], S = meta.chunk_grid[0], n = meta.inner_chunk[0], n_old = plan.n_old;
   const std::uint64_t first_new = std::max(a * S, n_old), end_img = std::min(b * S, N);
   if (a >= b || first_new >= end_img) return;
-  const std::uint64_t image_bytes = meta.shape[1] * meta.shape[2] * meta.shape[3] * dtype_size(meta.dtype);
+  const std::uint64_t image_bytes = ArrayGeometry(meta).image_bytes();
   EngineJob job;
   job.store = &work;
   job.array_prefix = kArrayPrefix;
@@ -179,6 +198,7 @@ class ConversionImpl final : public Conversion {
       : input_(std::move(input)), options_(o), mode_(mode), run_id_(new_run_id()) {
     fo_.fits_extension = o.fits_extension;
     fo_.max_pixels = o.max_pixels;
+    fo_.memory_budget = worker_memory_budget(o.max_memory, o.num_workers);  // plan() subtracts the rows
     inputs_ = inputs_fingerprint();
     target_ = open_target(path, mode, o.resume, o.storage_options,
                           [this](const std::string& group) { return already_committed(group); });
@@ -191,6 +211,7 @@ class ConversionImpl final : public Conversion {
   }
 
   ConvertResult run(const ProgressFn& progress, const RecordsFn& records) override {
+    const SinkScope scope(&sink_);
     const ConversionPlan& p = plan();
     ConvertResult res;
     auto deliver = [&](std::uint64_t first, std::vector<ImageRecord>&& recs) {
@@ -240,14 +261,16 @@ class ConversionImpl final : public Conversion {
   const ConversionPlan& plan(const std::vector<std::string>& probes_json = {}) override {
     if (planned_) return plan_;
     if (target_->unchanged()) return plan_unchanged();
+    const SinkScope scope(&sink_);
     work_->remove_incomplete();  // we hold the lock: any partial object is a dead writer's
     add_ = plan_inputs(probes_json);
     ArrayMeta meta;
     if (mode_ == WriteMode::Append) {
       const auto text = get_text(*work_, std::string(kArrayPrefix) + "zarr.json");
       meta = parse_array_meta(text.value_or(""), path_ + "/images/zarr.json");
-      if (meta.shape.size() != 4 || !meta.sharded || !meta.index_at_end)
-        fail(ErrorKind::Value, "cannot append to '" + path_ + "': not a 4-D sharded images array of this layout");
+      // Refused before anything is written: another tool's layout would get shards it cannot read.
+      if (const std::string why = engine_layout_problem(meta); !why.empty())
+        fail(ErrorKind::Value, "cannot append to '" + path_ + "': " + why);
       doc_.n_old = meta.shape[0];
       check_append_shape(meta, add_);
       if (options_.dtype && *options_.dtype != meta.dtype)
@@ -266,6 +289,7 @@ class ConversionImpl final : public Conversion {
       if (extra.is_discarded()) fail(ErrorKind::Value, "invalid extra attributes JSON");
       group_attrs_ = group_attributes(meta, options_, extra);
     }
+    fo_.memory_budget = decode_budget(meta, options_.max_memory, options_.num_workers);
     doc_.work = work_path_;
     doc_.storage_options = options_.storage_options;
     doc_.meta = meta;
@@ -301,6 +325,8 @@ class ConversionImpl final : public Conversion {
     plan_.sidecar_staging = doc_.sidecar_staging;
     plan_.sidecar = target_->paths().sidecar;
     plan_.run_id = run_id_;
+    // The probes' warnings (unreadable files) are planning warnings of this conversion.
+    for (auto& w : sink_.take()) plan_.warnings.push_back(std::move(w));
     planned_ = true;
     return plan_;
   }
@@ -439,7 +465,10 @@ class ConversionImpl final : public Conversion {
     } else {
       for (const auto& part : probes_json) probes_from_json(part, input_.files, a.probed);
       if (a.probed.size() != a.count) fail(ErrorKind::Value, "probe results do not match the input files");
+      for (std::uint64_t i = 0; i < a.count; ++i)  // the probe tasks kept their warnings to themselves
+        if (!a.probed[i].ok) log_warning("failed to read '" + input_.files[i] + "': " + a.probed[i].error());
     }
+    reject_outliers(a.probed);
     std::optional<DType> dtype;
     std::uint64_t first_ok = a.count;
     for (std::uint64_t i = 0; i < a.count; ++i) {
@@ -462,13 +491,91 @@ class ConversionImpl final : public Conversion {
     }
     if (first_ok == a.count)
       fail(ErrorKind::Value, "none of the " + std::to_string(a.count) + " images could be read; first error: " +
-                                 input_.files[0] + ": " + a.probed[0].error);
+                                 input_.files[0] + ": " + a.probed[0].error());
     if (options_.resize) {
       a.H = options_.resize->first;
       a.W = options_.resize->second;
     }
+    if (options_.resize || options_.pad) {
+      try {
+        check_pixel_limit(a.H, a.W, a.C, options_.max_pixels);
+      } catch (const Error& e) {
+        fail(ErrorKind::Value, std::string(options_.resize ? "resize target: " : "padded canvas: ") + e.what());
+      }
+    }
+    warn_single_setter(a);
     a.dtype = *dtype;
     return a;
+  }
+
+  // One header must not set the store's shape for all the others (README: "Bad input"): a file
+  // whose channel count (or, with pad, pixel count) is far beyond the run's median is a
+  // per-image error. max_channels replaces the automatic channel rule.
+  void reject_outliers(std::vector<Probed>& probed) const {
+    std::vector<std::uint32_t> cs;
+    std::vector<std::uint64_t> areas;
+    for (const auto& p : probed)
+      if (p.ok) {
+        cs.push_back(p.channels);
+        areas.push_back(p.height * p.width);  // each < max_pixels: no overflow
+      }
+    if (cs.empty()) return;
+    auto lower_median = [](auto& v) {
+      auto mid = v.begin() + static_cast<std::ptrdiff_t>((v.size() - 1) / 2);
+      std::nth_element(v.begin(), mid, v.end());
+      return *mid;
+    };
+    const std::uint64_t med_c = lower_median(cs), med_area = lower_median(areas);
+    const std::uint64_t max_c = options_.max_channels ? options_.max_channels : std::max<std::uint64_t>(16, 16 * med_c);
+    const std::uint64_t max_area = std::max<std::uint64_t>(std::uint64_t{1} << 24, 64 * med_area);
+    for (std::size_t i = 0; i < probed.size(); ++i) {
+      Probed& p = probed[i];
+      if (!p.ok) continue;
+      if (p.channels > max_c)
+        p.set_error(options_.max_channels
+                        ? std::to_string(p.channels) + " channels is above max_channels=" + std::to_string(max_c)
+                        : std::to_string(p.channels) + " channels is far beyond the other images (median " +
+                              std::to_string(med_c) + "); pass max_channels to accept it");
+      else if (options_.pad && p.height * p.width > max_area)
+        p.set_error("image of " + size_text(p.height, p.width) + " is far beyond the other images (median " +
+                    std::to_string(med_area) + " pixels): it would set the padded canvas of every image");
+      if (p.error().empty()) continue;
+      p.ok = false;
+      log_warning("failed to read '" + input_.files[i] + "': " + p.error());
+    }
+  }
+
+  // A loud warning when the store's C (or padded H, W) comes from one file alone.
+  void warn_single_setter(const NewImages& a) {
+    struct Dim {
+      const char* name;
+      std::uint64_t value;
+      std::uint64_t (*of)(const Probed&);
+    };
+    std::vector<Dim> dims{{"channel count C", a.C, [](const Probed& p) -> std::uint64_t { return p.channels; }}};
+    if (options_.pad) {
+      dims.push_back({"padded height H", a.H, [](const Probed& p) { return p.height; }});
+      dims.push_back({"padded width W", a.W, [](const Probed& p) { return p.width; }});
+    }
+    for (const auto& d : dims) {
+      std::uint64_t at_max = 0, ok = 0, second = 0, who = 0;
+      for (std::uint64_t i = 0; i < a.probed.size(); ++i) {
+        const Probed& p = a.probed[i];
+        if (!p.ok) continue;
+        ++ok;
+        const std::uint64_t v = d.of(p);
+        if (v == d.value) {
+          ++at_max;
+          who = i;
+        } else {
+          second = std::max(second, v);
+        }
+      }
+      if (ok > 1 && at_max == 1)
+        plan_.warnings.push_back("the store's " + std::string(d.name) + " = " + std::to_string(d.value) +
+                                 " is set by one file alone: '" + input_.files[who] + "' (the other " +
+                                 std::to_string(ok - 1) + " images have at most " + std::to_string(second) + ")");
+    }
   }
 
   void check_append_shape(const ArrayMeta& meta, NewImages& add) const {
@@ -514,6 +621,7 @@ class ConversionImpl final : public Conversion {
   WriteMode mode_;
   std::string run_id_, inputs_;
   std::unique_ptr<Target> target_;
+  WarningSink sink_;  // this conversion's warnings (pipeline/log.hpp)
   FormatOptions fo_;
   std::shared_ptr<Store> work_;
   NewImages add_;
@@ -539,6 +647,8 @@ std::string probe_files_json(const std::vector<std::string>& files, const Conver
   fo.fits_extension = options.fits_extension;
   fo.max_pixels = options.max_pixels;
   std::vector<Probed> probed;
+  WarningSink sink;  // dropped: plan() reports the failed probes of the JSON it is given
+  const SinkScope scope(&sink);
   probe_files(files, fo, options.num_workers, probed);
   return probes_to_json(files, probed);
 }
@@ -557,8 +667,10 @@ void write_shards(const std::string& plan_json, const std::vector<std::string>& 
                                std::to_string(first_shard) + ", " + std::to_string(end_shard) + "), got " +
                                std::to_string(files.size()));
   std::vector<Probed> probed;
-  probe_files(files, plan.fo, workers, probed);
-  auto source = make_file_source(files, probed, plan.fo, static_cast<std::uint32_t>(plan.meta.shape[1]),
+  FormatOptions fo = plan.fo;  // this machine's budget
+  fo.memory_budget = decode_budget(plan.meta, plan.decode.max_memory, workers);
+  probe_files(files, fo, workers, probed);
+  auto source = make_file_source(files, probed, fo, static_cast<std::uint32_t>(plan.meta.shape[1]),
                                  plan.meta.shape[2], plan.meta.shape[3], plan.meta.dtype, plan.decode);
   write_range(plan, *work, std::move(source), first_shard, end_shard, workers, progress, records);
 }

@@ -13,6 +13,7 @@
 
 #include "codecs/codec.hpp"
 #include "i2z/error.hpp"
+#include "pipeline/geometry.hpp"
 #include "pipeline/log.hpp"
 #include "zarr/shard_index.hpp"
 
@@ -20,16 +21,7 @@ namespace i2z {
 
 namespace {
 
-struct Geometry {
-  std::uint64_t N, C, H, W, n, h, w, ty, tx, rows, rows_per_shard, item;
-  Geometry(const ArrayMeta& m)
-      : N(m.shape[0]), C(m.shape[1]), H(m.shape[2]), W(m.shape[3]), n(m.inner_chunk[0]), h(m.inner_chunk[2]),
-        w(m.inner_chunk[3]), ty((H + h - 1) / h), tx((W + w - 1) / w), rows((N + n - 1) / n),
-        rows_per_shard(m.chunk_grid[0] / n), item(dtype_size(m.dtype)) {}
-  std::uint64_t image_bytes() const { return C * H * W * item; }
-  std::uint64_t tile_bytes() const { return n * C * h * w * item; }
-  std::uint64_t tiles_per_row() const { return ty * tx; }
-};
+using Geometry = ArrayGeometry;
 
 // Copies tile (yi, xi) of n images (each C x H x W) into a dense n x C x h x w buffer,
 // zero-padding past the image edges.
@@ -110,6 +102,26 @@ class OrderedWriter {
 
 }  // namespace
 
+std::string engine_layout_problem(const ArrayMeta& m) {
+  auto text = [](const std::vector<std::uint64_t>& v) {
+    std::string t = "(";
+    for (std::size_t i = 0; i < v.size(); ++i) t += (i ? ", " : "") + std::to_string(v[i]);
+    return t + ")";
+  };
+  if (m.shape.size() != 4) return "the array is " + std::to_string(m.shape.size()) + "-D, not (N, C, H, W)";
+  if (!m.sharded) return "the array is not sharded";
+  if (!m.index_at_end) return "its shard index is at the start (this tool writes it at the end)";
+  const auto &s = m.shape, &k = m.inner_chunk, &g = m.chunk_grid;
+  if (k[1] != s[1])
+    return "its inner chunks " + text(k) + " split the " + std::to_string(s[1]) +
+           " channels (this tool writes chunks of all channels)";
+  if (g[1] != s[1] || g[0] % k[0] != 0 || g[2] != (s[2] + k[2] - 1) / k[2] * k[2] ||
+      g[3] != (s[3] + k[3] - 1) / k[3] * k[3])
+    return "its shards " + text(g) + " do not hold whole chunk rows of the full " + std::to_string(s[2]) + "x" +
+           std::to_string(s[3]) + " image plane in chunks " + text(k);
+  return "";
+}
+
 std::uint64_t engine_first_image(const EngineJob& job) {
   const Geometry g(*job.meta);
   return (job.first_shard * g.rows_per_shard + job.carry_rows) * g.n;
@@ -125,7 +137,7 @@ void run_engine(const EngineJob& job, const ProgressFn& progress) {
   const unsigned workers = std::max(1u, job.workers);
   // Rows in flight: enough that workers keep decoding while one of them writes, bounded in
   // bytes (about 64 MiB of raw rows) so memory stays independent of N and of the shard size.
-  const std::uint64_t row_bytes = std::max<std::uint64_t>(1, g.n * g.image_bytes());
+  const std::uint64_t row_bytes = g.row_bytes();
   const std::uint64_t window = std::max<std::uint64_t>(2 * workers + 2, std::min<std::uint64_t>(256, (64ull << 20) / row_bytes));
 
   std::mutex mu;
@@ -149,15 +161,17 @@ void run_engine(const EngineJob& job, const ProgressFn& progress) {
     cv_main.notify_all();
   };
 
+  WarningSink* sink = current_sink();
   auto worker = [&] {
-    std::vector<std::uint8_t> rowbuf(g.n * g.image_bytes()), tile;
-    ByteBuffer scratch;
+    SinkScope scope(sink);
     const bool whole = g.h == g.H && g.w == g.W;
     // One image, one channel, full-width tiles: every tile but a partial last one is a band of
     // whole rows, contiguous in the row buffer, so it is encoded in place without gathering.
     const bool bands = g.w == g.W && g.n * g.C == 1;
-    if (!whole) tile.resize(g.tile_bytes());
-    try {
+    try {  // allocations too: bad_alloc cancels the run with an error, never std::terminate
+      std::vector<std::uint8_t> rowbuf(g.row_bytes()), tile;
+      ByteBuffer scratch;
+      if (!whole) tile.resize(g.tile_bytes());
       for (;;) {
         const std::uint64_t row = next_row.fetch_add(1);
         if (row >= row_end || stop) break;
@@ -218,6 +232,10 @@ void run_engine(const EngineJob& job, const ProgressFn& progress) {
         writing = false;
         if (next_write == row_end) cv_main.notify_all();
       }
+    } catch (const std::bad_alloc&) {
+      cancel(std::make_exception_ptr(Error(ErrorKind::Runtime, "out of memory while converting (chunk rows of " +
+                                                                   mib_text(g.row_bytes()) + " per worker); lower "
+                                                                   "num_parallel_workers or the image size")));
     } catch (...) {
       cancel(std::current_exception());
     }
@@ -234,6 +252,7 @@ void run_engine(const EngineJob& job, const ProgressFn& progress) {
     while (!stop && next_write < row_end) {
       cv_main.wait_for(lk, std::chrono::milliseconds(100));
       lk.unlock();
+      poll_interrupt();
       if (progress) {
         p.done = images_done;
         p.failed = images_failed;

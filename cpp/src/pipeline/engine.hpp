@@ -48,6 +48,11 @@ struct EngineJob {
       on_shard_done;
 };
 
+// Why the engine cannot write `meta` (an existing store to append to), naming what differs, or
+// "" when it can: shards of whole chunk rows holding every channel and the whole image plane,
+// the index at the end, chunks of all C channels.
+std::string engine_layout_problem(const ArrayMeta& meta);
+
 // First image whose row this job encodes.
 std::uint64_t engine_first_image(const EngineJob& job);
 

@@ -4,6 +4,7 @@
 
 #include "codecs/codec.hpp"
 #include "i2z/error.hpp"
+#include "pipeline/geometry.hpp"
 
 namespace i2z {
 
@@ -21,10 +22,10 @@ ArrayMeta plan_array(std::uint64_t N, std::uint32_t C, std::uint64_t H, std::uin
   const std::uint64_t n = std::max<std::uint64_t>(1, std::min(o.chunk_shape[0], std::max<std::uint64_t>(N, 1)));
   const std::uint64_t h = std::min(o.chunk_shape[1], H), w = std::min(o.chunk_shape[2], W);
   m.inner_chunk = {n, C, h, w};
-  const std::uint64_t tiles = ((H + h - 1) / h) * ((W + w - 1) / w);
+  const std::uint64_t tiles = checked_mul(H / h + (H % h != 0), W / w + (W % w != 0), "tiles per image");
+  const std::uint64_t image_bytes = checked_mul(C, H, W, dtype_size(dtype), "image size (C x H x W x item size)");
   std::uint64_t s = o.shard_images;
   if (s == 0) {
-    const std::uint64_t image_bytes = C * H * W * dtype_size(dtype);
     s = std::max<std::uint64_t>(1, kTargetShardBytes / image_bytes);
     s = std::min(s, std::max<std::uint64_t>(1, kMaxChunksPerShard / tiles) * n);
     s = std::max(n, s / n * n);
@@ -34,6 +35,13 @@ ArrayMeta plan_array(std::uint64_t N, std::uint32_t C, std::uint64_t H, std::uin
   } else if (s % n != 0) {
     fail(ErrorKind::Value, "shard_images (" + std::to_string(s) + ") must be a multiple of chunk_shape[0] (" +
                                std::to_string(n) + ")");
+  } else if (s / n > kMaxChunksPerShard / tiles) {
+    // The same bound as the automatic choice: the shard index stays small enough for readers.
+    fail(ErrorKind::Value, "shard_images=" + std::to_string(s) + " gives " + std::to_string(s / n) + " x " +
+                               std::to_string(tiles) + " inner chunks per shard, above the limit of " +
+                               std::to_string(kMaxChunksPerShard) + "; use at most " +
+                               std::to_string(std::max<std::uint64_t>(1, kMaxChunksPerShard / tiles) * n) +
+                               " or a larger chunk_shape");
   }
   // Zarr requires the shard shape to be a multiple of the inner chunk: round H and W up to
   // whole tiles (the part past the image edge is fill value, as in any edge chunk).

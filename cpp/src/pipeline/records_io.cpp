@@ -67,7 +67,7 @@ std::string probes_to_json(std::span<const std::string> files, std::span<const P
   json a = json::array();
   for (std::size_t i = 0; i < probed.size(); ++i) {
     const Probed& p = probed[i];
-    a.push_back({{"p", files[i]}, {"b", p.file_size}, {"e", p.error}, {"ok", p.ok}, {"ph", p.height},
+    a.push_back({{"p", files[i]}, {"b", p.file_size}, {"e", p.error()}, {"ok", p.ok}, {"ph", p.height},
                  {"pw", p.width}, {"pc", p.channels}, {"pd", std::string(dtype_name(p.dtype))}});
   }
   return a.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -81,7 +81,7 @@ void probes_from_json(const std::string& text, std::span<const std::string> file
         fail(ErrorKind::Value, "probe results do not match the input files");
       Probed p;
       p.file_size = o.at("b");
-      p.error = o.at("e");
+      p.set_error(o.at("e").get<std::string>());
       p.ok = o.at("ok");
       p.height = o.at("ph");
       p.width = o.at("pw");

@@ -4,12 +4,17 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
 #include <cstring>
 #include <thread>
 
 #include "i2z/error.hpp"
 #include "image/pixels.hpp"
 #include "image/resize.hpp"
+#include "pipeline/geometry.hpp"
 #include "pipeline/log.hpp"
 
 namespace i2z {
@@ -75,7 +80,7 @@ class FileSource final : public ImageSource {
       if (p.format) r.format = std::string(p.format->name());
       if (!p.ok) {  // the probe logged the reason
         std::memset(slot, 0, bytes);
-        r.error = p.error;
+        r.error = p.error();
         continue;
       }
       r.dtype = std::string(dtype_name(p.dtype));
@@ -93,8 +98,8 @@ class FileSource final : public ImageSource {
           info.channels = p.channels;
           info.dtype = p.dtype;
           info.layout = p.layout;
-          info.shape = p.shape;  // the decoders check it against the header they read
-          r.shape = p.shape;
+          info.shape = p.shape();  // the decoders check it against the header they read
+          r.shape = info.shape;
           r.fits_extension = p.fits_extension;
         } else {
           // Probes from elsewhere (JSON) carry no stamp: probe again.
@@ -113,11 +118,22 @@ class FileSource final : public ImageSource {
           set_stats(r, slot, dtype_, per);
           continue;
         }
+        // Decoded pixels and resize buffers within the worker's budget (README: "Bad input").
+        const bool resizing = resize_ && (info.height != H_ || info.width != W_);
+        std::uint64_t need = info.byte_size();
+        if (resizing)  // per-plane float workspace (image, blur, prefilter, NaN copy) + output planes
+          need += checked_mul(info.height, info.width, 32, 1, "resize workspace") +
+                  checked_mul(info.channels, H_, W_, 8, "resize output");
+        if (need > fo_.memory_budget)
+          fail(ErrorKind::Value, "decoding needs " + mib_text(need) + " (" + std::to_string(info.height) + "x" +
+                                     std::to_string(info.width) + "x" + std::to_string(info.channels) +
+                                     (resizing ? ", resized" : "") + "), over the per-worker memory budget of " +
+                                     mib_text(fo_.memory_budget) + " (max_memory / num_parallel_workers)");
         if (decoded.size() < info.byte_size()) decoded.resize(info.byte_size());
         p.format->decode_with_header(path, fo_, info, decoded.data(), r.fits_header_json);
         SrcImage src{decoded.data(), info.dtype, info.channels, info.height, info.width,
                      info.layout == PixelLayout::CHW};
-        if (resize_ && (info.height != H_ || info.width != W_)) {
+        if (resizing) {
           DType rt;
           resize_image(src, H_, W_, order_, resized, rt);
           src = SrcImage{resized.data(), rt, info.channels, H_, W_, true};
@@ -171,12 +187,65 @@ class AppendSource final : public ImageSource {
 
 }  // namespace
 
+Probed::Probed(const Probed& o)
+    : format(o.format), height(o.height), width(o.width), file_size(o.file_size), mtime_ns(o.mtime_ns),
+      channels(o.channels), dtype(o.dtype), layout(o.layout), ok(o.ok), stamped(o.stamped), shape_(o.shape_),
+      fits_extension(o.fits_extension), rare_(o.rare_ ? std::make_unique<Rare>(*o.rare_) : nullptr) {}
+
+Probed& Probed::operator=(const Probed& o) {
+  if (this != &o) *this = Probed(o);
+  return *this;
+}
+
+Probed::Rare& Probed::rare() {
+  if (!rare_) rare_ = std::make_unique<Rare>();
+  return *rare_;
+}
+
+const std::string& Probed::error() const {
+  static const std::string none;
+  return rare_ ? rare_->error : none;
+}
+
+void Probed::set_error(std::string error) {
+  if (!error.empty() || rare_) rare().error = std::move(error);
+}
+
+std::vector<std::uint64_t> Probed::shape() const {
+  switch (shape_) {
+    case Shape::None: return {};
+    case Shape::HW: return {height, width};
+    case Shape::HWC: return {height, width, channels};
+    case Shape::CHW: return {channels, height, width};
+    case Shape::Rare: break;
+  }
+  return rare_->shape;
+}
+
+void Probed::set_shape(std::vector<std::uint64_t> s) {
+  using V = std::vector<std::uint64_t>;
+  shape_ = s.empty()                        ? Shape::None
+           : s == V{height, width}           ? Shape::HW
+           : s == V{height, width, channels} ? Shape::HWC
+           : s == V{channels, height, width} ? Shape::CHW
+                                             : Shape::Rare;
+  if (shape_ == Shape::Rare) rare().shape = std::move(s);
+}
+
+static_assert(sizeof(Probed) <= 96, "Probed is held for every input file: keep it compact");
+
 void probe_files(const std::vector<std::string>& files, const FormatOptions& fo, unsigned workers,
                  std::vector<Probed>& probed) {
   probed.assign(files.size(), Probed{});
   std::atomic<std::uint64_t> next{0};
+  std::atomic<bool> stop{false};
+  WarningSink* sink = current_sink();
+  std::mutex mu;
+  std::condition_variable cv;
+  unsigned finished = 0;
   auto work = [&] {
-    for (std::uint64_t i = next++; i < files.size(); i = next++) {
+    SinkScope scope(sink);
+    for (std::uint64_t i = next++; i < files.size() && !stop; i = next++) {
       Probed& p = probed[i];
       struct stat st;
       if (::stat(files[i].c_str(), &st) == 0) {
@@ -186,7 +255,7 @@ void probe_files(const std::vector<std::string>& files, const FormatOptions& fo,
       }
       p.format = format_for_path(files[i]);
       if (!p.format) {
-        p.error = "unsupported file extension";
+        p.set_error("unsupported file extension");
         continue;
       }
       try {
@@ -196,20 +265,40 @@ void probe_files(const std::vector<std::string>& files, const FormatOptions& fo,
         p.channels = info.channels;
         p.dtype = info.dtype;
         p.layout = info.layout;
-        p.shape = std::move(info.shape);
+        p.set_shape(std::move(info.shape));
         p.fits_extension = std::move(info.fits_extension);
         p.ok = true;
       } catch (const std::exception& e) {
-        p.error = e.what();
-        log_warning("failed to read '" + files[i] + "': " + p.error);
+        p.set_error(e.what());
+        log_warning("failed to read '" + files[i] + "': " + p.error());
       }
     }
   };
   const unsigned n = std::max(1u, std::min<unsigned>(workers, static_cast<unsigned>(std::min<std::size_t>(files.size(), 64))));
   std::vector<std::thread> threads;
-  for (unsigned t = 1; t < n; ++t) threads.emplace_back(work);
-  work();
+  for (unsigned t = 0; t < n; ++t)
+    threads.emplace_back([&] {
+      work();
+      std::lock_guard lk(mu);
+      ++finished;
+      cv.notify_all();
+    });
+  // The calling thread only watches for an interrupt (Ctrl-C), which stops the workers.
+  std::exception_ptr error;
+  try {
+    std::unique_lock lk(mu);
+    while (finished < n) {
+      cv.wait_for(lk, std::chrono::milliseconds(100));
+      lk.unlock();
+      poll_interrupt();
+      lk.lock();
+    }
+  } catch (...) {
+    error = std::current_exception();
+    stop = true;
+  }
   for (auto& t : threads) t.join();
+  if (error) std::rethrow_exception(error);
 }
 
 std::unique_ptr<ImageSource> make_file_source(std::span<const std::string> files, std::span<const Probed> probed,

@@ -14,23 +14,47 @@
 namespace i2z {
 
 // What the probe pass learned about one file: only what planning and decoding need, since it
-// is kept for every input until the run ends. The side-car fields come at decode time.
+// is kept for every input until the run ends — so it is compact (64 bytes + the FITS extension
+// text, which fits the string's inline buffer): the header shape is stored as which of (H, W),
+// (H, W, C), (C, H, W) it is, and what few files have (an error, another shape) lives in `rare`.
 struct Probed {
   const Format* format = nullptr;
   std::uint64_t height = 0, width = 0, file_size = 0;
+  // The file's mtime at probe time (set by probe_files, not by probes read back from JSON):
+  // the decode pass checks it (with file_size) instead of probing the file a second time.
+  std::int64_t mtime_ns = 0;
   std::uint32_t channels = 0;
   DType dtype = DType::u8;
-  bool ok = false;
-  std::string error;  // why the probe failed (empty when ok: no allocation)
-  // Set by probe_files (not by probes read back from JSON): what decode needs besides the fields
-  // above, and the file's mtime at probe time, which the decode pass checks (with file_size)
-  // instead of probing the file a second time. shape/fits_extension are side-car fields that
-  // only the header holds (a few dozen bytes per file).
-  bool stamped = false;
   PixelLayout layout = PixelLayout::HWC;
-  std::vector<std::uint64_t> shape;
-  std::string fits_extension;
-  std::int64_t mtime_ns = 0;
+  bool ok = false;
+  bool stamped = false;  // mtime_ns, layout, shape and fits_extension are set
+
+ private:
+  enum class Shape : std::uint8_t { None, HW, HWC, CHW, Rare };
+  Shape shape_ = Shape::None;
+
+ public:
+  std::string fits_extension;  // side-car field only the header holds (a few bytes)
+
+  Probed() = default;
+  Probed(const Probed& o);
+  Probed& operator=(const Probed& o);
+  Probed(Probed&&) noexcept = default;
+  Probed& operator=(Probed&&) noexcept = default;
+  ~Probed() = default;
+
+  std::vector<std::uint64_t> shape() const;
+  void set_shape(std::vector<std::uint64_t> shape);
+  const std::string& error() const;  // why the probe failed (empty when ok)
+  void set_error(std::string error);
+
+ private:
+  struct Rare {
+    std::string error;
+    std::vector<std::uint64_t> shape;
+  };
+  std::unique_ptr<Rare> rare_;  // null for almost every file
+  Rare& rare();
 };
 
 // Reads every header in parallel into probed[i].

@@ -95,6 +95,8 @@ ConvertOptions options_from(const nb::dict& d) {
       if (mp < 1) fail(ErrorKind::Value, "max_pixels must be >= 1, got " + std::to_string(mp));
       o.max_pixels = static_cast<std::uint64_t>(mp);
     }
+    else if (key == "max_channels") o.max_channels = nb::cast<std::uint32_t>(v);
+    else if (key == "max_memory") o.max_memory = nb::cast<std::uint64_t>(v);
     else if (key == "extra_attributes_json") o.extra_attributes_json = nb::cast<std::string>(v);
     else if (key == "resume") o.resume = nb::cast<bool>(v);
     else if (key == "storage_options") o.storage_options = storage_options_from(v);
@@ -144,6 +146,18 @@ nb::dict records_to_columns(const std::vector<ImageRecord>& records) {
   return d;
 }
 
+// A pending Ctrl-C, checked by the engine's waiting loops on this thread (pipeline/log.hpp):
+// it becomes Error(Cancelled), i.e. KeyboardInterrupt, whatever the workers are doing.
+InterruptScope python_interrupts() {
+  return InterruptScope([] {
+    nb::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) {
+      PyErr_Clear();
+      fail(ErrorKind::Cancelled, "interrupted");
+    }
+  });
+}
+
 struct PyConversion {
   std::unique_ptr<Conversion> conv;
   nb::object keepalive;  // the input array for convert_array
@@ -165,6 +179,7 @@ struct PyConversion {
       };
     ConvertResult res;
     {
+      const InterruptScope interrupts = python_interrupts();
       nb::gil_scoped_release nogil;
       res = conv->run(fn, rec);
     }
@@ -179,6 +194,7 @@ struct PyConversion {
   nb::dict plan(std::vector<std::string> probes) {
     const ConversionPlan* p;
     {
+      const InterruptScope interrupts = python_interrupts();
       nb::gil_scoped_release nogil;
       p = &conv->plan(probes);
     }
@@ -332,6 +348,7 @@ NB_MODULE(_core, m) {
       "probe_files",
       [](const std::vector<std::string>& files, const nb::dict& options) {
         const ConvertOptions o = options_from(options);
+        const InterruptScope interrupts = python_interrupts();
         nb::gil_scoped_release nogil;
         return probe_files_json(files, o);
       },
@@ -346,12 +363,15 @@ NB_MODULE(_core, m) {
           nb::gil_scoped_acquire gil;
           shards.append(nb::make_tuple(first, records_to_columns(recs)));
         };
+        WarningSink sink;  // this task's warnings only
         {
+          const SinkScope scope(&sink);
+          const InterruptScope interrupts = python_interrupts();
           nb::gil_scoped_release nogil;
           write_shards(plan, files, first_shard, end_shard, std::max(1u, workers), {}, rec);
         }
         nb::dict out;
-        out["warnings"] = nb::cast(take_warnings());
+        out["warnings"] = nb::cast(sink.take());
         out["shards"] = shards;
         return out;
       },
