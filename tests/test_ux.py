@@ -59,12 +59,13 @@ def pngs(folder: Path, n: int, corrupt: int = 0, size: tuple[int, int] = (H, W))
     return paths
 
 
-def run_in_pty(args: list[str]) -> tuple[int, str]:
-    """Runs the CLI with stdin/stdout/stderr on a pseudo-terminal; returns (exit status, output)."""
+def run_in_pty(args: list[str], module: str | None = "images_to_zarr") -> tuple[int, str]:
+    """Runs the CLI (``python -m module args``, or ``python args``) with stdin/stdout/stderr on a
+    pseudo-terminal; returns (exit status, output)."""
     leader, follower = pty.openpty()
     # A terminal of 24 x 100 (a new pty is 0 x 0, on which tqdm draws nothing).
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "images_to_zarr", *args], stdin=follower, stdout=follower,
+    proc = subprocess.Popen([sys.executable, *(["-m", module] if module else []), *args], stdin=follower, stdout=follower,
                             stderr=follower, close_fds=True)
     os.close(follower)
     out = bytearray()
@@ -196,6 +197,21 @@ def test_warnings_print_above_the_bar_capped_with_a_summary(tmp_path: Path):
     errors = pq.read_table(tmp_path / "s_metadata.parquet").column("error")
     assert len(errors) - errors.null_count == 25  # every failure is in the side-car
     assert [i for i, e in enumerate(errors.to_pylist()) if e] == list(range(35, 60))
+
+
+def test_api_without_configure_logging_keeps_warnings_off_the_bar(tmp_path: Path):
+    """A script that never configured logging: while the bar runs, a handler through it stands
+    in for Python's last-resort handler (which writes on the bar's line)."""
+    pngs(tmp_path / "in", 30, corrupt=5)
+    code = (f"import images_to_zarr as i2z; i2z.convert({str(tmp_path / 's.zarr')!r}, "
+            f"folders={str(tmp_path / 'in')!r}, num_parallel_workers=1)")
+    status, out = run_in_pty(["-c", code], module=None)
+    assert status == 0, out
+    assert "images:" in out or "converting:" in out
+    failed = [ln for ln in out.replace("\r\n", "\n").split("\n") if "failed to read" in ln]
+    assert len(failed) == 5
+    for ln in failed:
+        assert ln.split("\r")[-1].startswith("failed to read"), repr(ln)
 
 
 def test_api_warnings_capped_and_routed_through_the_logger(tmp_path: Path, caplog):

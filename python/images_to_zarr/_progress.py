@@ -86,7 +86,9 @@ class Monitor:
             from tqdm import tqdm
             from tqdm.contrib.logging import logging_redirect_tqdm
 
-            # Handlers the user put on the root logger write through the bar too while it runs.
+            # While the bar runs, the root logger's console handlers write through it (with none,
+            # one through the bar stands in for Python's last-resort handler, which would write
+            # on the bar's line).
             self._redirect = contextlib.ExitStack()
             self._redirect.enter_context(logging_redirect_tqdm(loggers=[logging.root]))
             self.bar = tqdm(total=total, desc=self.desc, unit="img", dynamic_ncols=True, leave=False)
