@@ -67,7 +67,7 @@ FUZZ_BUILD := build/fuzz
 ASAN_BUILD := build/asan
 ASAN_CI_PYTESTS ?= tests/test_hostile.py tests/test_checksum.py tests/test_formats_png_jpeg.py \
   tests/test_formats_tiff.py tests/test_formats_fits.py tests/test_reader.py tests/test_append.py \
-  tests/test_parquet_append.py tests/test_sidecar.py tests/test_convert_memory.py
+  tests/test_sidecar.py tests/test_convert_memory.py
 ASAN_GTEST_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
