@@ -369,6 +369,13 @@ def op_floor_decode(spec):
     return _decode_floor(spec, _core.read_image)
 
 
+def op_floor_libpng(spec):
+    """libpng alone: our PNG decoder without its fast path (what floor_decode measured before)."""
+    from images_to_zarr import _core
+
+    return _decode_floor(spec, lambda p: _core.read_png(p, "libpng"))
+
+
 def op_floor_pillow(spec):
     import numpy as np
     from PIL import Image

@@ -268,6 +268,7 @@ def build(args, log) -> tuple[list[list[Case]], dict]:
     pillow = ("floor_pillow", "Pillow decode (context)", "context")
     astropy = ("floor_astropy", "astropy decode (context)", "context")
     tifffile = ("floor_tifffile", "tifffile decode (context)", "context")
+    libpng = ("floor_libpng", "libpng decode (context)", "context")
     file_workloads = [
         ("W1", "W1 PNG 256x256 RGB", f"w1_png_{N['w1']}", "png", N["w1"], 256, 3, 256, pillow, 1),
         ("W2", "W2 JPEG 256x256 RGB q90", f"w2_jpeg_{N['w2']}", "jpeg", N["w2"], 256, 3, 256, pillow, 2),
@@ -282,7 +283,10 @@ def build(args, log) -> tuple[list[list[Case]], dict]:
         log(f"data: {name} ...")
         f = D / folder
         data.ensure_files(f, [(kind, side, side)] * n, seed + seed_offset, T)
-        groups.append(file_cases(name, f, n, n * side * side * item, shard, [ours_floor, compress_floor, context]))
+        # W1: libpng alone (png_format() without its fast path, i.e. the decode floor before issue 18).
+        extra = [libpng] if key == "W1" else []
+        groups.append(file_cases(name, f, n, n * side * side * item, shard,
+                                 [ours_floor, compress_floor, context, *extra]))
     if "W5" in args.only:
         log("data: W5 mixed ...")
         f = D / f"w5_mixed_{N['w5']}"
@@ -512,6 +516,20 @@ def evaluate(rows: list[dict]) -> list[dict]:
             else:
                 why = (o.get("na") or (other[0].get("na") if other else "not measured"))
                 targets.append({"target": f"{wl}: >= {bar:g}x {lab}", "measured": f"n/a ({why})", "met": "n/a"})
+    # Issue 18: our PNG decode vs libpng's on the W1 files; W5 vs 0.3.5 and vs its no-resize floor.
+    ratios = [
+        ("W1: our PNG decode >= 1.6x libpng decode", get("W1 ", "floor"), get("W1 ", tool_prefix="libpng"), 1.6),
+        ("W1: >= 3.5x images-to-zarr 0.3.5", get("W1 ", "ours"), get("W1 ", tool_prefix="images-to-zarr 0.3.5"), 3.5),
+        ("W5: >= 5x images-to-zarr 0.3.5", get("W5 ", "ours"), get("W5 ", tool_prefix="images-to-zarr 0.3.5"), 5.0),
+        ("W5: >= 0.6 of the no-resize decode floor", get("W5 ", "ours"), get("W5 ", tool_prefix="decode floor"), 0.6),
+    ]
+    for label, a, b, bar in ratios:
+        if a and b and tp(a[0]) and tp(b[0]):
+            v = tp(a[0]) / tp(b[0])
+            targets.append({"target": label, "measured": f"{v:.2f}x", "met": "yes" if v >= bar else "**no**"})
+        elif a or b:
+            why = next((r.get("na") for r in (a + b) if r.get("na")), "not measured")
+            targets.append({"target": label, "measured": f"n/a ({why})", "met": "n/a"})
     for wl in ("W6a", "W6b"):
         o = get(wl + " ", "ours")
         peers = [r for r in get(wl + " ", "peer") if tp(r)]

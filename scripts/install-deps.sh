@@ -8,6 +8,7 @@ pkgs=(
   libblosc-dev libzstd-dev liblz4-dev zlib1g-dev libdeflate-dev
   nlohmann-json3-dev libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  debootstrap
 )
 missing=()
 for p in "${pkgs[@]}"; do

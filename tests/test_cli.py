@@ -63,9 +63,11 @@ def test_version_and_help():
     convert_help = run("convert", "--help").stdout
     for flag in ["--out", "--metadata", "--recursive", "--workers", "--fits-ext", "--chunk-shape", "--shard-images",
                  "--compressor", "--clevel", "--resize", "--interpolation-order", "--dtype", "--pad", "--overwrite",
-                 "--append", "--resume", "--scheduler", "--no-progress", "--quiet", "--debug"]:
+                 "--append", "--resume", "--scheduler", "--no-progress", "--quiet", "--debug", "--max-failures",
+                 "--strict"]:
         assert flag in convert_help, flag
-    assert "--save" in run("display", "--help").stdout
+    assert "--save" in run("display", "--help").stdout and "--indices" in run("display", "--help").stdout
+    assert "--json" in run("inspect", "--help").stdout
 
 
 def test_convert_with_every_common_flag(tmp_path: Path):

@@ -143,7 +143,7 @@ def test_store_naming(tmp_path):
     arr = smooth_images(1, 1, 8, 8, "uint8")
     store = i2z.convert(tmp_path / "dir", images=arr, progress=False)
     assert store == tmp_path / "dir" / "images.zarr"
-    assert (tmp_path / "dir" / "images_metadata.parquet").is_file()
+    assert (tmp_path / "dir" / "images_metadata.parquet" / "part-000000000000.parquet").is_file()
 
 
 def test_errors(tmp_path):
@@ -190,6 +190,9 @@ def test_deterministic_across_thread_counts(tmp_path):
         if f == Path("zarr.json"):  # names its own side-car file, otherwise equal
             ga, gb = (json.loads((s / f).read_text()) for s in (a, b))
             assert ga["attributes"].pop("metadata_file") != gb["attributes"].pop("metadata_file")
+            for g in (ga, gb):  # each run has its own id
+                g["attributes"].pop("run_id")
+                assert [r.pop("run_id") for r in g["attributes"]["runs"]]
             assert ga == gb
             continue
         assert (a / f).read_bytes() == (b / f).read_bytes(), f

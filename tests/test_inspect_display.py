@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -104,12 +105,19 @@ def test_inspect_numbers_match_store_and_parquet(file_store: Path, capsys):
     assert printed.startswith("=" * 80 + "\nSUMMARY STATISTICS\n" + "=" * 80)
 
 
+def _legacy_sidecar(side: Path) -> Path:
+    """The side-car's folder replaced by a single file (the layout of earlier versions), which
+    readers still read."""
+    shutil.rmtree(side)
+    return side
+
+
 def _t(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + ")"
 
 
 def test_inspect_without_sidecar(file_store: Path, capsys):
-    (file_store.parent / "meta_metadata.parquet").unlink()
+    shutil.rmtree(file_store.parent / "meta_metadata.parquet")
     summary = i2z.inspect(file_store)
     printed = capsys.readouterr().out
     assert summary.metadata_path is None and summary.total_images == 8
@@ -124,7 +132,7 @@ def test_inspect_trims_longer_sidecar_and_reads_append_history(tmp_path: Path):
     store = i2z.convert(tmp_path / "s.zarr", images=smooth_images(4, 1, 16, 16, "uint16"), progress=False)
     side = tmp_path / "s_metadata.parquet"
     table = pq.read_table(side)
-    pq.write_table(pa.concat_tables([table, table]), side)
+    pq.write_table(pa.concat_tables([table, table]), side / "part-000000000000.parquet")
     group = store / "zarr.json"
     meta = json.loads(group.read_text())
     history = [{"appended_count": 2, "start_index": 2, "end_index": 4}]
@@ -169,7 +177,7 @@ def test_inspect_large_sidecar_is_vectorised(tmp_path: Path):
         "shape": pa.array([shapes[k] for k in pick], pa.list_(pa.int64())),
         "file_size_bytes": rng.integers(100, 10_000, n), "min_value": mins, "max_value": mins + 10,
         "mean_value": mins + 5, "error": pa.array([None] * n, pa.string()),
-    }), tmp_path / "big_metadata.parquet")
+    }), _legacy_sidecar(tmp_path / "big_metadata.parquet"))
     s = i2z.inspect(store)
     fmt = Counter({".png": "PNG", ".fits": "FITS", ".jpeg": "JPEG", ".tif": "TIFF", ".fits.gz": "FITS",
                    ".xyz": "XYZ"}[e.lower()] for e in ext)
@@ -286,7 +294,7 @@ def test_display_titles_use_sidecar_filenames(file_store: Path, tmp_path: Path):
 
 
 def test_display_without_sidecar_titles_indices(file_store: Path, tmp_path: Path):
-    (file_store.parent / "meta_metadata.parquet").unlink()
+    shutil.rmtree(file_store.parent / "meta_metadata.parquet")
     fig = i2z.display_sample_images(file_store, 3, save_path=tmp_path / "f.png", seed=0)
     assert all(ax.get_title().isdigit() for ax in fig.axes)
 

@@ -156,10 +156,10 @@ def test_equals_source_for_our_stores(tmp_path: Path, dtype: str) -> None:
 def test_metadata_is_trimmed_to_the_image_count(tmp_path: Path) -> None:
     data = smooth_noise((5, 1, 8, 8), "uint8")
     out = images_to_zarr.convert(tmp_path / "t.zarr", images=data, progress=False)
-    side = tmp_path / "t_metadata.parquet"
+    side = tmp_path / "t_metadata.parquet" / "part-000000000000.parquet"
     assert side.is_file()
     table = pq.read_table(side)
-    pq.write_table(pa.concat_tables([table, table]), side)  # rows of an interrupted append
+    pq.write_table(pa.concat_tables([table, table]), side)  # rows beyond the store's count
     s = open_store(out)
     assert s.metadata.num_rows == 5
     assert s.metadata.to_pylist() == table.to_pylist()

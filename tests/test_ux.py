@@ -157,6 +157,9 @@ def test_resize_with_one_int_is_a_square(tmp_path: Path):
     for bad in ["16", (16,), (1, 2, 3), 0, -4, (16.5, 8), True]:
         with pytest.raises(ValueError, match=r"resize must be \(height, width\) or one size"):
             i2z.convert(tmp_path / "b.zarr", folders=tmp_path / "in", resize=bad, progress=False)
+    with pytest.raises(ValueError, match="resize applies to image files"):  # not silently ignored
+        i2z.convert(tmp_path / "m.zarr", images=smooth_images(2, 1, H, W), resize=16, progress=False)
+    assert not (tmp_path / "m.zarr").exists()
     result = cli("convert", tmp_path / "in", "--out", tmp_path / "c.zarr", "--resize", "12", "--no-progress")
     assert result.returncode == 0, result.stderr
     assert zarr.open_array(tmp_path / "c.zarr" / "images", mode="r").shape == (2, 1, 12, 12)
@@ -272,14 +275,14 @@ def test_strict_cli_exit_1_and_append_left_unchanged(tmp_path: Path):
 
     assert cli("convert", tmp_path / "good", "--out", tmp_path / "s.zarr", "--no-progress").returncode == 0
     before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.glob("s*/**/*") if p.is_file()}
-    sidecar_before = (tmp_path / "s_metadata.parquet").read_bytes()
+    sidecar_before = sorted((tmp_path / "s_metadata.parquet").iterdir())  # the side-car's parts
     line = error_line(cli("convert", tmp_path / "bad", "--out", tmp_path / "s.zarr", "--append",
                           "--max-failures", "0", "--no-progress"))
     assert "--max-failures 0" in line
     # Every file of the store is as it was (an aborted append may leave objects beyond the
     # array's shape, invisible to readers, and its progress for --resume).
     assert {p: (tmp_path / p).read_bytes() for p in before} == before
-    assert (tmp_path / "s_metadata.parquet").read_bytes() == sidecar_before
+    assert sorted((tmp_path / "s_metadata.parquet").iterdir()) == sidecar_before  # bytes: in `before`
     assert zarr.open_array(tmp_path / "s.zarr" / "images", mode="r").shape == (4, 1, H, W)
     result = cli("convert", tmp_path / "bad", "--out", tmp_path / "s.zarr", "--append", "--max-failures", "34%",
                  "--no-progress")
@@ -509,3 +512,20 @@ def test_readme_store_layout_and_naming_match_what_is_written(tmp_path: Path):
     assert listed_info == set(attrs["creation_info"]), listed_info ^ set(attrs["creation_info"])
     array = json.loads((store / "images" / "zarr.json").read_text())
     assert array["dimension_names"] == ["image", "channel", "y", "x"] and array["fill_value"] == 0
+
+
+def test_unknown_extname_lists_the_files_extnames(tmp_path: Path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    data = smooth_images(1, 1, H, W, "float32")[0, 0]
+    fits.HDUList([fits.PrimaryHDU(data), fits.ImageHDU(data, name="SCI"), fits.ImageHDU(data),
+                  fits.ImageHDU(data, name="ERR")]).writeto(folder / "a.fits")
+    fits.HDUList([fits.PrimaryHDU(data), fits.ImageHDU(data, name="ERR")]).writeto(folder / "b.fits")
+    assert [h.name for h in fits.open(folder / "a.fits")] == ["PRIMARY", "SCI", "", "ERR"]  # astropy's view
+    i2z.convert(tmp_path / "s.zarr", folders=folder, fits_extension="SCI", progress=False)
+    errors = pq.read_table(tmp_path / "s_metadata.parquet").column("error").to_pylist()
+    assert errors[0] is None
+    assert "no FITS HDU with EXTNAME 'SCI' (the file has 2 HDUs, EXTNAMEs: PRIMARY, ERR)" in errors[1]
+    line = error_line(cli("convert", folder / "a.fits", "--out", tmp_path / "t.zarr", "--fits-ext", "MASK",
+                          "--no-progress"))
+    assert "no FITS HDU with EXTNAME 'MASK' (the file has 4 HDUs, EXTNAMEs: PRIMARY, SCI, (none), ERR)" in line

@@ -26,23 +26,17 @@ def failure_limit(max_failures: int | str | None) -> tuple[int | None, float | N
     """``None`` (no limit), a count ``N >= 0`` or a percentage ``"P%"`` -> (count, percent)."""
     if max_failures is None:
         return None, None
-    if isinstance(max_failures, str) and max_failures.strip().endswith("%"):
-        try:
+    count, percent = -1, -1.0
+    with contextlib.suppress(TypeError, ValueError):
+        if isinstance(max_failures, str) and max_failures.strip().endswith("%"):
             percent = float(max_failures.strip()[:-1])
-        except ValueError:
-            percent = -1.0
-        if not 0.0 <= percent <= 100.0:
-            raise ValueError(f"max_failures must be a count >= 0 or a percentage 'P%' with 0 <= P <= 100, "
-                             f"got {max_failures!r}")
+        elif not isinstance(max_failures, (bool, float)):
+            count = int(max_failures)
+    if count >= 0:
+        return count, None
+    if 0.0 <= percent <= 100.0:
         return None, percent
-    try:
-        count = int(max_failures)
-    except (TypeError, ValueError):
-        count = -1
-    if count < 0 or isinstance(max_failures, (bool, float)):
-        raise ValueError(f"max_failures must be a count >= 0 or a percentage 'P%' with 0 <= P <= 100, "
-                         f"got {max_failures!r}")
-    return count, None
+    raise ValueError(f"max_failures must be a count >= 0 or a percentage 'P%' with 0 <= P <= 100, got {max_failures!r}")
 
 
 class Monitor:
@@ -72,7 +66,7 @@ class Monitor:
             return
         first = f" (first: {self.first_warning})" if self.first_warning else ""
         raise TooManyFailuresError(f"{failed} of {total} images failed, more than max_failures={self.spec} "
-                                   f"allows; aborted, nothing was written{first}")
+                                   f"allows; aborted, nothing was committed{first}")
 
     def callback(self, done: int, total: int, failed: int, warnings: list[str]) -> None:
         if self.progress:

@@ -23,6 +23,7 @@ from images_to_zarr._s3_inputs import staged_inputs
 from images_to_zarr._storage import StoreLocation
 from images_to_zarr.catalog import Catalog, CatalogReader, FileKeys, RowsCatalog, StreamingCatalog, staging_folder
 from images_to_zarr.metadata import SidecarWriter
+from images_to_zarr.sidecar import open_sidecar
 
 PathLike = str | os.PathLike
 
@@ -100,8 +101,8 @@ def _execute(conversion: Any, store: StoreLocation, *, append: bool, progress: b
              file_keys: FileKeys | None, catalog: Callable[[int], Catalog | None], transform: Any = None,
              scheduler: Any = None, files: list[str] | None = None, options: dict[str, Any] | None = None,
              storage_options: dict[str, Any] | None = None, max_failures: int | str | None = None) -> dict[str, Any]:
-    """Plans, writes the shards while streaming the side-car, then publishes the side-car and
-    commits (the side-car is in place before ``zarr.json``). Anything failing aborts both.
+    """Plans, writes the shards while streaming the side-car parts, then commits both (the C++
+    commit layer publishes store and side-car as one unit). Anything failing aborts both.
     ``catalog(start_index)`` gives the user's columns once the plan knows the first index."""
     sidecar: SidecarWriter | None = None
     monitor = Monitor(progress, desc, max_failures, storage.name(parquet_path(store)))
@@ -115,11 +116,17 @@ def _execute(conversion: Any, store: StoreLocation, *, append: bool, progress: b
             plan = _distributed.plan(conversion, files or [], client, options or {})
         else:
             plan = conversion.plan()
+        if plan["committed"]:
+            monitor.close()
+            conversion.commit()  # leftovers of the committed run are cleared; nothing is written
+            return {"committed": True, **plan}
         stages.planned(plan)
         user = catalog(plan["start_index"])
-        sidecar = SidecarWriter(parquet_path(store), start=plan["start_index"], total=plan["total_images"],
-                                file_keys=file_keys, catalog=user, append=append,
-                                transform=transform, storage_options=storage_options)
+        old = open_sidecar(store, plan["start_index"], {}, storage_options) if append else None
+        sidecar = SidecarWriter(plan["sidecar_staging"], run_id=plan["run_id"], start=plan["start_index"],
+                                total=plan["total_images"], file_keys=file_keys, catalog=user,
+                                transform=transform, base_schema=old.last_schema() if old else None,
+                                storage_options=storage_options)
         try:
             if scheduler is not None:
                 result = _distributed.write(conversion, plan, files or [], client, progress, sidecar,
@@ -198,6 +205,8 @@ def convert(
     for name, value in (("max_channels", max_channels), ("max_memory", max_memory)):
         if value is not None and int(value) < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if resize is not None and images is not None:  # the engine stores arrays as given
+        raise ValueError("resize applies to image files; an images= array is stored as given (resize it first)")
     if scheduler is not None and images is not None:
         raise ValueError("scheduler distributes file conversion; in-memory arrays are converted locally (omit scheduler)")
 
@@ -301,10 +310,14 @@ def convert(
                 result = _execute(conversion, store, append=append, progress=progress, desc="converting",
                                   file_keys=keys, catalog=catalog, transform=inputs.restore_urls,
                                   scheduler=scheduler, files=task_files, options=options,
-                                  storage_options=storage_options, max_failures=max_failures)
+                                  storage_options=options["storage_options"], max_failures=max_failures)
             finally:
                 if joined is not None:
                     joined.close()  # its spill folder, whatever happened
+    if result.get("committed"):
+        logger.info(f"nothing to resume: run {result['run_id']} already wrote images {result['start_index']}.."
+                    f"{result['total_images'] - 1} of {store} with these inputs and options")
+        return store
     n, failed = result["shape"][0] - result["start_index"], result["failed"]
     verb = "appended" if append else "converted"
     msg = f"{verb} {n - failed} of {n} images into {store} (shape {tuple(result['shape'])}, {result['dtype']})"

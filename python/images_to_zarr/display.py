@@ -19,7 +19,8 @@ import pyarrow as pa
 from images_to_zarr import _storage as storage
 from images_to_zarr._logging import logger
 from images_to_zarr._storage import StoreLocation
-from images_to_zarr.inspect import FORMAT_NAMES, open_metadata, read_sidecar, sidecar_path
+from images_to_zarr.inspect import FORMAT_NAMES, open_metadata
+from images_to_zarr.sidecar import open_sidecar
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -148,9 +149,9 @@ def _rows(root: StoreLocation, attrs: dict, n: int, indices: np.ndarray,
     """(title name, whether it is a colour image, its own channel count) of the sampled rows
     from the side-car: the ``filename`` ('' where there is none), marked when the image failed to
     decode (its slot is zero-filled); colour unless it was read from FITS; channels as decoded."""
-    path = sidecar_path(root, attrs, storage_options)
+    sidecar = open_sidecar(root, n, attrs, storage_options)
     columns = ["filename", "error", "original_extension", "shape"]
-    table = read_sidecar(path, n, columns, storage_options) if path is not None else None
+    table = sidecar.read(columns) if sidecar is not None and not sidecar.problem else None
     unknown = ("", True, 0)
     if table is None:
         return [unknown] * len(indices)

@@ -1,8 +1,8 @@
 """``inspect()``: a summary of a store from its ``zarr.json`` files and its Parquet side-car.
 
-It never reads pixel data, and it aggregates the side-car with pyarrow compute kernels, so a
-store of a million images is summarised in seconds. A store may be a local folder or an
-``s3://bucket/prefix/x.zarr`` URL (read through the C++ store, ``_core.Store``).
+It never reads pixel data, and it aggregates the side-car batch by batch with pyarrow compute
+kernels, reading only the columns it reports: memory does not grow with the number of images.
+A store may be a local folder or an ``s3://bucket/prefix/x.zarr`` URL (read through the C++ store, ``_core.Store``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from images_to_zarr import _core
 from images_to_zarr import _storage as storage
 from images_to_zarr._storage import StoreLocation
+from images_to_zarr.sidecar import Sidecar, open_sidecar
 
 RULE = "=" * 80
 MAX_LISTED = 10  # longest distribution printed; the rest is summed up in one line
@@ -50,6 +50,7 @@ class StoreSummary:
     shard_shape: tuple[int, ...] | None
     num_shards: int
     metadata_path: StoreLocation | None = None
+    metadata_problem: str | None = None  # the side-car does not match the store (named, not summarised)
     format_counts: dict[str, int] = field(default_factory=dict)
     original_dtype_counts: dict[str, int] = field(default_factory=dict)
     shape_counts: dict[tuple[int, ...], int] = field(default_factory=dict)
@@ -136,10 +137,12 @@ def summarize(store: str | os.PathLike, storage_options: dict[str, Any] | None =
         num_shards=files.count(f"{array_dir}c"),
         append_history=list(attrs.get("append_history") or []),
     )
-    sidecar = sidecar_path(root, attrs, storage_options)
+    sidecar = open_sidecar(root, n, attrs, storage_options)
     if sidecar is not None:
-        summary.metadata_path = sidecar
-        _summarize_sidecar(summary, read_sidecar(sidecar, n, SIDECAR_COLUMNS, storage_options))
+        summary.metadata_path = sidecar.path
+        summary.metadata_problem = sidecar.problem
+        if sidecar.problem is None:
+            _summarize_sidecar(summary, sidecar)
     return summary
 
 
@@ -167,36 +170,6 @@ def open_metadata(
     if not isinstance(shape, list) or len(shape) != 4:
         raise ValueError(f"not an images_to_zarr store: {where} has shape {shape}, expected (N, C, H, W)")
     return dict(root_meta.get("attributes") or {}), array_dir, array_meta
-
-
-def sidecar_path(root: StoreLocation, attrs: dict[str, Any],
-                 storage_options: dict[str, Any] | None = None) -> StoreLocation | None:
-    """The Parquet side-car: group attribute ``metadata_file`` (relative to the store's folder),
-    else ``<store stem>_metadata.parquet``; ``None`` when neither exists."""
-    root = storage.location(root)
-    folder = storage.parent(root)
-    names = [str(attrs["metadata_file"])] if attrs.get("metadata_file") else []
-    names.append(f"{storage.stem(root)}_metadata.parquet")
-    if storage.is_url(root):
-        beside = _core.Store.open(str(folder), storage_options or {})
-        return next((storage.join(folder, n) for n in names if beside.size(n) is not None), None)
-    return next((p for p in (Path(folder) / n for n in names) if p.is_file()), None)
-
-
-def read_sidecar(path: StoreLocation, rows: int, columns: list[str],
-                 storage_options: dict[str, Any] | None = None) -> pa.Table:
-    """The ``columns`` of the side-car that exist, trimmed to the store's ``rows``."""
-    if storage.is_url(path):
-        blob = storage.read_bytes(path, storage_options)
-        if blob is None:
-            raise FileNotFoundError(f"side-car not found: {path}")
-        source: Any = pa.BufferReader(blob)
-    else:
-        source = path
-    file = pq.ParquetFile(source)
-    present = set(file.schema_arrow.names)
-    table = file.read(columns=[c for c in columns if c in present])
-    return table.slice(0, rows)
 
 
 def _read_json(files: StoreFiles, key: str) -> dict[str, Any]:
@@ -262,33 +235,71 @@ def _count_files(folder: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(folder))
 
 
-def _summarize_sidecar(s: StoreSummary, table: pa.Table) -> None:
-    names = table.column_names
-    from_file = None
-    if "original_extension" in names:
-        s.format_counts = _value_counts(_format_names(table.column("original_extension")))
-        from_file = pc.is_valid(table.column("original_extension"))
-        s.source_files = pc.sum(from_file.cast(pa.int64())).as_py() or 0
-    elif "format" in names:
-        s.format_counts = _value_counts(table.column("format"))
-    if "dtype" in names:
-        s.original_dtype_counts = _value_counts(table.column("dtype"))
-    if "shape" in names:
-        s.shape_counts = _shape_counts(table.column("shape"))
+class _Aggregate:
+    """Running value counts, sums and extrema over the side-car's batches."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[Any, int]] = {"format": {}, "dtype": {}, "shape": {}}
+        self.failed = 0
+        self.source_files = 0
+        self.size: list[float] = []  # min, max, sum, count
+        self.pixels: list[float] = []  # min, max, sum of means, count
+
+    def add_counts(self, key: str, counts: dict[Any, int]) -> None:
+        into = self.counts[key]
+        for k, v in counts.items():
+            into[k] = into.get(k, 0) + v
+
+    @staticmethod
+    def merge(acc: list[float], lo: Any, hi: Any, total: Any, count: int) -> list[float]:
+        if not count or lo is None:
+            return acc
+        if not acc:
+            return [lo, hi, total, count]
+        return [min(acc[0], lo), max(acc[1], hi), acc[2] + total, acc[3] + count]
+
+
+def _summarize_sidecar(s: StoreSummary, sidecar: Sidecar) -> None:
+    agg, names, seen = _Aggregate(), set(sidecar.schema().names), 0
+    for batch in sidecar.batches(SIDECAR_COLUMNS, batch_size=16384):
+        table = pa.Table.from_batches([batch])
+        seen += table.num_rows
+        from_file = None
+        if "original_extension" in names:
+            agg.add_counts("format", _value_counts(_format_names(table.column("original_extension"))))
+            from_file = pc.is_valid(table.column("original_extension"))
+            agg.source_files += pc.sum(from_file.cast(pa.int64())).as_py() or 0
+        elif "format" in names:
+            agg.add_counts("format", _value_counts(table.column("format")))
+        if "dtype" in names:
+            agg.add_counts("dtype", _value_counts(table.column("dtype")))
+        if "shape" in names:
+            agg.add_counts("shape", _shape_counts(table.column("shape")))
+        if "error" in names:
+            agg.failed += table.num_rows - table.column("error").null_count
+        if "file_size_bytes" in names:
+            sizes = table.column("file_size_bytes")
+            sizes = sizes if from_file is None else sizes.filter(from_file)  # in-memory rows have no file
+            if sizes.null_count < len(sizes):
+                mm = pc.min_max(sizes).as_py()
+                agg.size = agg.merge(agg.size, mm["min"], mm["max"], pc.sum(sizes).as_py(), len(sizes) - sizes.null_count)
+        if {"min_value", "max_value", "mean_value"} <= names:
+            ok = table if "error" not in names else table.filter(pc.is_null(table.column("error")))
+            lo, hi, mean = (_finite(ok.column(c)) for c in ("min_value", "max_value", "mean_value"))
+            if len(lo) and len(hi) and len(mean):
+                agg.pixels = agg.merge(agg.pixels, pc.min(lo).as_py(), pc.max(hi).as_py(), pc.sum(mean).as_py(), len(mean))
+        del table, batch
+        pa.default_memory_pool().release_unused()  # the pool (mimalloc) would keep every batch mapped
+    ordered = {k: dict(sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))) for k, v in agg.counts.items()}
+    s.format_counts, s.original_dtype_counts, s.shape_counts = ordered["format"], ordered["dtype"], ordered["shape"]
     if "error" in names:
-        s.failed_images = table.num_rows - table.column("error").null_count
-    if "file_size_bytes" in names:
-        sizes = table.column("file_size_bytes")
-        sizes = sizes if from_file is None else sizes.filter(from_file)  # in-memory rows have no file
-        if sizes.null_count < len(sizes):
-            mm = pc.min_max(sizes).as_py()
-            s.file_size_stats = {"min": mm["min"], "max": mm["max"], "mean": pc.mean(sizes).as_py(),
-                                 "total": pc.sum(sizes).as_py()}
-    if {"min_value", "max_value", "mean_value"} <= set(names):
-        ok = table if "error" not in names else table.filter(pc.is_null(table.column("error")))
-        lo, hi, mean = (_finite(ok.column(c)) for c in ("min_value", "max_value", "mean_value"))
-        if len(lo) and len(hi) and len(mean):
-            s.dynamic_range = {"min": pc.min(lo).as_py(), "max": pc.max(hi).as_py(), "mean": pc.mean(mean).as_py()}
+        s.failed_images = agg.failed
+    if "original_extension" in names:
+        s.source_files = agg.source_files
+    if agg.size:
+        s.file_size_stats = {"min": agg.size[0], "max": agg.size[1], "mean": agg.size[2] / agg.size[3], "total": agg.size[2]}
+    if agg.pixels:
+        s.dynamic_range = {"min": agg.pixels[0], "max": agg.pixels[1], "mean": agg.pixels[2] / agg.pixels[3]}
 
 
 def _format_names(ext: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -348,6 +359,8 @@ def _report_lines(s: StoreSummary) -> list[str]:
         f"Number of {'shards' if s.shard_shape else 'chunk files'}: {s.num_shards:,}",
         f"Metadata: {_basename(s.metadata_path) if s.metadata_path else 'no Parquet side-car found'}",
     ]
+    if s.metadata_problem:
+        lines.append(f"Metadata problem: {s.metadata_problem}")
     if s.format_counts:
         lines += ["", "Format distribution:", *_distribution(s.format_counts, s.total_images)]
     if s.original_dtype_counts:

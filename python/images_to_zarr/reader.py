@@ -104,16 +104,16 @@ class ImageStore:
 
     @property
     def metadata(self) -> Any:
-        """The Parquet side-car as a ``pyarrow.Table`` trimmed to ``len(self)`` rows, or None."""
+        """The Parquet side-car as a ``pyarrow.Table`` of ``len(self)`` rows (row i = image i), or
+        None when there is none. ``ValueError`` names a side-car that does not match the store."""
         if not self._metadata_loaded:
-            name = self.attrs.get("metadata_file") or f"{storage.stem(self.path)}_metadata.parquet"
-            blob = storage.read_bytes(storage.join(storage.parent(self.path), name), self._storage_options)
-            if blob is not None:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
+            from images_to_zarr.sidecar import open_sidecar
 
-                table = pq.read_table(pa.BufferReader(blob))
-                self._metadata = table.slice(0, min(len(self), table.num_rows))
+            sidecar = open_sidecar(self.path, len(self), self.attrs, self._storage_options)
+            if sidecar is not None:
+                if sidecar.problem:
+                    raise ValueError(sidecar.problem)
+                self._metadata = sidecar.read()
             self._metadata_loaded = True
         return self._metadata
 

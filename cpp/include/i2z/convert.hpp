@@ -105,13 +105,22 @@ struct ConversionPlan {
   // Shards [start_index / shard_images, first_shard) were finished by an interrupted run; their
   // records are read back one shard at a time (saved_records()).
   std::vector<std::string> warnings;
+  // The side-car: the caller writes this run's parts ("part-<12-digit first index>.parquet",
+  // key-value metadata i2z.run_id = run_id) into sidecar_staging; commit() publishes them with
+  // the store into `sidecar` (a folder beside the store's real location).
+  std::string sidecar, sidecar_staging, run_id;
+  // A resume of a run that the store already holds (same inputs and options): nothing to do;
+  // [start_index, total_images) are that run's images and run_id its id. Call commit().
+  bool committed = false;
 };
 
-// A conversion holding the store's writer lock until commit() or abort().
-// New stores are staged in "<store>.i2z-tmp" and renamed into place by commit(); an append
-// writes its new shards in place (invisible until the array's zarr.json changes) and commit()
-// rewrites images/zarr.json (the commit point), then the group attributes.
-// The caller writes the Parquet side-car between run() and commit().
+// A conversion holding the store's writer lock until commit() or abort() (pipeline/commit.hpp:
+// one strategy per kind of store). New local stores are staged in "<store>.i2z-tmp" and renamed
+// into place with their side-car by commit(); an append writes its new shards in place
+// (invisible until the array's zarr.json changes) and commit() publishes the side-car parts,
+// then images/zarr.json (the commit point) and the group attributes, under a journal that the
+// next writer completes if this one is killed. The caller writes the side-car parts between
+// run() and commit().
 // Distributed use: plan(), write_shards() for disjoint shard ranges (in any process that sees
 // the store), then finish() and commit() here.
 class Conversion {

@@ -47,6 +47,16 @@ class Store {
   virtual std::string describe() const = 0;
 };
 
+// A text object (JSON documents, progress records): its bytes, and the object read as text.
+inline std::span<const std::uint8_t> text_bytes(const std::string& s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+inline std::optional<std::string> get_text(Store& store, const std::string& key) {
+  auto b = store.get(key);
+  if (!b) return std::nullopt;
+  return std::string(b->begin(), b->end());
+}
+
 // Filesystem store rooted at a directory (created on first write).
 std::shared_ptr<Store> open_local_store(const std::string& root);
 

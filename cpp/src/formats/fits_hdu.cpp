@@ -60,6 +60,7 @@ int resolve(fitsfile* f, const FitsSelector& sel) {
   }
   const std::string want = upper_strip(std::get<std::string>(sel));
   if (want == "PRIMARY") return 1;
+  std::string names;  // for the error: the EXTNAMEs the file has
   for (int number = 1; try_move(f, number, &hdutype); ++number) {
     char value[FLEN_VALUE] = {0};
     int status = 0;
@@ -75,9 +76,10 @@ int resolve(fitsfile* f, const FitsSelector& sel) {
       fits_fail(status, "cannot read EXTNAME of HDU " + std::to_string(number - 1));
     }
     if (name == want) return number;
+    names += (names.empty() ? "" : ", ") + (name.empty() ? std::string("(none)") : name);
   }
   fail(ErrorKind::Value, "no FITS HDU with EXTNAME '" + std::get<std::string>(sel) + "' (the file has " +
-                             std::to_string(count_hdus(f)) + " HDUs)");
+                             std::to_string(count_hdus(f)) + " HDUs, EXTNAMEs: " + names + ")");
 }
 
 // Whether the current HDU (number `number`) is an image with NAXIS > 0; if not, *why_not says why.

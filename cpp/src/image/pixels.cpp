@@ -11,6 +11,15 @@ namespace i2z {
 
 namespace {
 
+// std::nearbyint in the default rounding mode (half to even), inline: without SSE4.1 the
+// compiler calls libm for it, once per pixel. Below 2^52 adding and removing 2^52 leaves the
+// nearest integer (ties to even); from 2^52 on every double is already an integer.
+inline double round_half_even(double v) {
+  constexpr double k = 4503599627370496.0;  // 2^52
+  if (!(std::fabs(v) < k)) return v;
+  return v >= 0 ? (v + k) - k : (v - k) + k;
+}
+
 template <typename D, typename S>
 inline D convert(S v) {
   if constexpr (std::is_same_v<D, S>) {
@@ -19,7 +28,7 @@ inline D convert(S v) {
     return static_cast<D>(v);
   } else if constexpr (std::is_floating_point_v<S>) {
     if (std::isnan(v)) return D{0};
-    const double r = std::nearbyint(static_cast<double>(v));  // half to even (default rounding mode)
+    const double r = round_half_even(static_cast<double>(v));
     if (r <= static_cast<double>(std::numeric_limits<D>::min())) return std::numeric_limits<D>::min();
     // max() of 64-bit types is not exactly representable; >= catches the rounded-up value.
     if (r >= static_cast<double>(std::numeric_limits<D>::max())) return std::numeric_limits<D>::max();

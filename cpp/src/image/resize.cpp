@@ -23,6 +23,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <string>
 #include <type_traits>
 
@@ -221,6 +225,19 @@ I2Z_SIMD_CLONES void convolve_rows(const double* in0, const double* const* up, c
   }
 }
 
+// convolve_rows on 8-bit rows: each sample converted to double (exactly) where it is read.
+I2Z_SIMD_CLONES void convolve_rows_u8(const std::uint8_t* in0, const std::uint8_t* const* up,
+                                      const std::uint8_t* const* down, const double* g, Index r, Index w,
+                                      double* acc) {
+  for (Index x = 0; x < w; ++x) acc[x] = static_cast<double>(in0[x]) * g[0];
+  for (Index j = r; j >= 1; --j) {
+    const std::uint8_t* a = up[j];
+    const std::uint8_t* b = down[j];
+    const double gj = g[j];
+    for (Index x = 0; x < w; ++x) acc[x] += (static_cast<double>(a[x]) + static_cast<double>(b[x])) * gj;
+  }
+}
+
 // Row pointers kept on the stack by the double path of gaussian_axis0 (sigma < ~16).
 constexpr Index kMaxRadius = 64;
 
@@ -295,6 +312,38 @@ void gaussian_axis1(W* data, Index h, Index w, const Gaussian& k, std::vector<do
       convolve_line(ext, w, k.g.data(), r, acc.data());
       for (Index x = 0; x < w; ++x) row[x] = static_cast<W>(acc[static_cast<std::size_t>(x)]);
     }
+  }
+}
+
+// Both passes, one row at a time: row i of the axis-0 pass goes into a mirror-extended line
+// (staying in L1) and the axis-1 pass writes it straight into out. The same two passes,
+// element by element, as gaussian_axis0 then gaussian_axis1 on double data; the image in
+// between is never stored.
+template <class T>  // double, or uint8_t (the channel not converted to double beforehand)
+void gaussian_both(const T* in, double* out, Index h, Index w, const Gaussian& k0, const Gaussian& k1,
+                   std::vector<double>& line) {
+  const Index r0 = k0.r, r1 = k1.r;
+  line.resize(static_cast<std::size_t>(w + 2 * r1));
+  double* ext = line.data() + r1;
+  std::vector<Index> edge(static_cast<std::size_t>(2 * r1));
+  for (Index t = 0; t < r1; ++t) {
+    edge[static_cast<std::size_t>(t)] = mirror_index(t - r1, w);
+    edge[static_cast<std::size_t>(r1 + t)] = mirror_index(w + t, w);
+  }
+  const T* up[kMaxRadius + 1];
+  const T* down[kMaxRadius + 1];
+  for (Index i = 0; i < h; ++i) {
+    for (Index j = 1; j <= r0; ++j) {
+      up[j] = in + mirror_index(i - j, h) * w;
+      down[j] = in + mirror_index(i + j, h) * w;
+    }
+    if constexpr (std::is_same_v<T, double>) convolve_rows(in + i * w, up, down, k0.g.data(), r0, w, ext);
+    else convolve_rows_u8(in + i * w, up, down, k0.g.data(), r0, w, ext);
+    for (Index t = 0; t < r1; ++t) {
+      ext[t - r1] = ext[edge[static_cast<std::size_t>(t)]];
+      ext[w + t] = ext[edge[static_cast<std::size_t>(r1 + t)]];
+    }
+    convolve_line(ext, w, k1.g.data(), r1, out + i * w);
   }
 }
 
@@ -417,9 +466,86 @@ void evaluate(const E* C, Index w, const AxisPlan& rows, const AxisPlan& cols, I
   }
 }
 
+// One (row tap, column tap) term of evaluate() for a whole output row:
+// acc[o] += (row[idx[o]] * wr) * wcol[o]. Called term by term in evaluate()'s order, so each
+// output sums the same products in the same order; the lanes are output pixels.
+void add_term_scalar(const double* row, const Index* idx, const double* wcol, double wr, Index W, double* acc) {
+  for (Index o = 0; o < W; ++o) acc[o] += (row[idx[o]] * wr) * wcol[o];
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// AVX2, 4 outputs at a time. The indexed loads are plain loads put together, not vgatherqpd:
+// gathers are microcoded and slow on CPUs with the Downfall (GDS) mitigation.
+__attribute__((target("avx2"))) void add_term_avx2(const double* row, const Index* idx, const double* wcol, double wr,
+                                                   Index W, double* acc) {
+  const __m256d wrv = _mm256_set1_pd(wr);
+  Index o = 0;
+  for (; o + 4 <= W; o += 4) {
+    const __m128d lo = _mm_loadh_pd(_mm_load_sd(row + idx[o]), row + idx[o + 1]);
+    const __m128d hi = _mm_loadh_pd(_mm_load_sd(row + idx[o + 2]), row + idx[o + 3]);
+    const __m256d v = _mm256_insertf128_pd(_mm256_castpd128_pd256(lo), hi, 1);
+    const __m256d t = _mm256_mul_pd(_mm256_mul_pd(v, wrv), _mm256_loadu_pd(wcol + o));
+    _mm256_storeu_pd(acc + o, _mm256_add_pd(_mm256_loadu_pd(acc + o), t));
+  }
+  add_term_scalar(row, idx + o, wcol + o, wr, W - o, acc + o);
+}
+
+void add_term(const double* row, const Index* idx, const double* wcol, double wr, Index W, double* acc) {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) add_term_avx2(row, idx, wcol, wr, W, acc);
+  else add_term_scalar(row, idx, wcol, wr, W, acc);
+}
+#else
+void add_term(const double* row, const Index* idx, const double* wcol, double wr, Index W, double* acc) {
+  add_term_scalar(row, idx, wcol, wr, W, acc);
+}
+#endif
+
+// evaluate() on double coefficients, vectorised across the output row (K >= 1): the column
+// taps are transposed once per call (tap b of every output contiguous).
+template <int K, class O>
+void evaluate_rows(const double* C, Index w, const AxisPlan& rows, const AxisPlan& cols, Index H, Index W, O lo,
+                   O hi, O* out, std::vector<Index>& cidx, std::vector<double>& cw, std::vector<double>& acc) {
+  constexpr int T = K + 1;
+  const std::size_t Wn = static_cast<std::size_t>(W);
+  cidx.resize(T * Wn);
+  cw.resize(T * Wn);
+  acc.resize(Wn);
+  for (std::size_t o = 0; o < Wn; ++o)
+    for (int b = 0; b < T; ++b) {
+      cidx[b * Wn + o] = cols.idx[o * T + b];
+      cw[b * Wn + o] = cols.w[o * T + b];
+    }
+  for (Index orow = 0; orow < H; ++orow) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int a = 0; a < T; ++a) {
+      const double* rp = C + rows.idx[static_cast<std::size_t>(orow * T + a)] * w;
+      const double wr = rows.w[static_cast<std::size_t>(orow * T + a)];
+      for (int b = 0; b < T; ++b) add_term(rp, cidx.data() + b * Wn, cw.data() + b * Wn, wr, W, acc.data());
+    }
+    O* o = out + orow * W;
+    for (std::size_t x = 0; x < Wn; ++x) {
+      O v = static_cast<O>(acc[x]);
+      v = v < lo ? lo : v;  // NaN passes both
+      v = v > hi ? hi : v;
+      o[x] = v;
+    }
+  }
+}
+
 template <class E, class O>
 void evaluate_order(int k, const E* C, Index w, const AxisPlan& rows, const AxisPlan& cols, Index H, Index W, O lo,
-                    O hi, O* out) {
+                    O hi, O* out, std::vector<Index>& cidx, std::vector<double>& cw, std::vector<double>& acc) {
+  if constexpr (std::is_same_v<E, double>) {
+    switch (k) {
+      case 0: break;
+      case 1: return evaluate_rows<1>(C, w, rows, cols, H, W, lo, hi, out, cidx, cw, acc);
+      case 2: return evaluate_rows<2>(C, w, rows, cols, H, W, lo, hi, out, cidx, cw, acc);
+      case 3: return evaluate_rows<3>(C, w, rows, cols, H, W, lo, hi, out, cidx, cw, acc);
+      case 4: return evaluate_rows<4>(C, w, rows, cols, H, W, lo, hi, out, cidx, cw, acc);
+      default: return evaluate_rows<5>(C, w, rows, cols, H, W, lo, hi, out, cidx, cw, acc);
+    }
+  }
   switch (k) {
     case 0: return evaluate<0>(C, w, rows, cols, H, W, lo, hi, out);
     case 1: return evaluate<1>(C, w, rows, cols, H, W, lo, hi, out);
@@ -446,21 +572,56 @@ void load_channel(const SrcImage& s, std::uint32_t c, D* dst) {
   }
 }
 
+// dst[i] = q[i] converted, and the running min/max of q (stride 1, so it vectorises).
+template <class S, class D>
+void convert_range(const S* q, std::size_t n, D* dst, S& mn, S& mx) {
+  S a = mn, b = mx;
+  for (std::size_t i = 0; i < n; ++i) {
+    const S v = q[i];
+    a = v < a ? v : a;
+    b = v > b ? v : b;
+    dst[i] = static_cast<D>(v);
+  }
+  mn = a;
+  mx = b;
+}
+
+// The 8-bit case (PNG/JPEG channels) also gets an AVX2 build.
+I2Z_SIMD_CLONES void convert_range_u8(const std::uint8_t* q, std::size_t n, double* dst, std::uint8_t& mn,
+                                      std::uint8_t& mx) {
+  convert_range<std::uint8_t, double>(q, n, dst, mn, mx);
+}
+
 // load_channel for integer sources, which also returns the channel's min and max (no NaN or
-// infinity to skip, so no scan of the converted values is needed).
+// infinity to skip, so no scan of the converted values is needed). Interleaved channels are
+// first gathered into a small contiguous block, so that the conversion runs at stride 1.
 template <class S, class D>
 void load_channel_range(const SrcImage& s, std::uint32_t c, D* dst, D& lo, D& hi) {
   const S* p = static_cast<const S*>(s.data);
   const std::size_t n = s.height * s.width;
   const bool planar = s.chw || s.channels == 1;
-  const std::size_t step = planar ? 1 : s.channels;
   const S* q = planar ? p + c * n : p + c;
   S mn = q[0], mx = q[0];
-  for (std::size_t i = 0; i < n; ++i) {
-    const S v = q[i * step];
-    mn = v < mn ? v : mn;
-    mx = v > mx ? v : mx;
-    dst[i] = static_cast<D>(v);
+  auto convert = [&](const S* from, std::size_t m, D* to) {
+    if constexpr (std::is_same_v<S, std::uint8_t> && std::is_same_v<D, double>) convert_range_u8(from, m, to, mn, mx);
+    else convert_range<S, D>(from, m, to, mn, mx);
+  };
+  if (planar) {
+    convert(q, n, dst);
+  } else {
+    constexpr std::size_t kBlock = 1024;
+    S block[kBlock];
+    const std::size_t step = s.channels;
+    for (std::size_t i0 = 0; i0 < n; i0 += kBlock) {
+      const std::size_t m = std::min(kBlock, n - i0);
+      const S* from = q + i0 * step;
+      if (step == 3) {  // RGB
+        for (std::size_t j = 0; j < m; ++j) block[j] = from[3 * j];
+      } else {
+        for (std::size_t j = 0; j < m; ++j, from += step) block[j] = *from;
+      }
+      convert(block, m, dst + i0);
+    }
   }
   lo = static_cast<D>(mn);  // conversion is monotonic: the min of the converted values
   hi = static_cast<D>(mx);
@@ -486,7 +647,9 @@ void gather_channel(const SrcImage& s, std::uint32_t c, const AxisPlan& rows, co
 template <class Wt>
 struct Workspace {
   std::vector<Wt> img, tmp, orig, out1;
-  std::vector<double> coef, acc, line;
+  std::vector<double> coef, acc, line, cw;
+  std::vector<Index> cidx;  // evaluate_rows' transposed column taps
+  std::vector<std::uint8_t> u8;  // one 8-bit channel, planar (fused Gaussian path)
   AxisPlan rows, cols, rows1, cols1;
   Gaussian grow, gcol;
 
@@ -495,29 +658,25 @@ struct Workspace {
   void trim() {
     constexpr std::size_t kKeep = std::size_t{64} << 20;
     const std::size_t bytes = (img.capacity() + tmp.capacity() + orig.capacity() + out1.capacity()) * sizeof(Wt) +
-                              coef.capacity() * sizeof(double);
+                              coef.capacity() * sizeof(double) + u8.capacity();
     if (bytes > kKeep) {
       img = {};
       tmp = {};
       orig = {};
       out1 = {};
       coef = {};
+      u8 = {};
     }
   }
 };
 
 // Gaussian (when planned), prefilter (k >= 2) and evaluation of one channel held in `img`
 // (h x w, overwritten), written as H x W into out.
+// Prefilter (k >= 2) and evaluation of a filtered channel `cur` (h x w), written as H x W into out.
 template <class Wt>
-void resample_channel(Workspace<Wt>& ws, Wt* img, Index h, Index w, Index H, Index W, int k, const AxisPlan& rows,
+void evaluate_channel(Workspace<Wt>& ws, Wt* cur, Index h, Index w, Index H, Index W, int k, const AxisPlan& rows,
                       const AxisPlan& cols, Wt lo, Wt hi, Wt* out) {
-  Wt* cur = img;
-  if (ws.grow.r >= 0) {
-    gaussian_axis0(cur, ws.tmp.data(), h, w, ws.grow, ws.line, ws.acc);
-    cur = ws.tmp.data();
-  }
-  if (ws.gcol.r >= 0) gaussian_axis1(cur, h, w, ws.gcol, ws.line, ws.acc);
-  if (k < 2) return evaluate_order(k, cur, w, rows, cols, H, W, lo, hi, out);
+  if (k < 2) return evaluate_order(k, cur, w, rows, cols, H, W, lo, hi, out, ws.cidx, ws.cw, ws.acc);
   double* c;
   if constexpr (std::is_same_v<Wt, double>) {
     c = cur;  // prefilter in place
@@ -526,7 +685,34 @@ void resample_channel(Workspace<Wt>& ws, Wt* img, Index h, Index w, Index H, Ind
     for (Index i = 0; i < h * w; ++i) c[i] = static_cast<double>(cur[i]);
   }
   prefilter(c, h, w, k);
-  evaluate_order(k, static_cast<const double*>(c), w, rows, cols, H, W, lo, hi, out);
+  evaluate_order(k, static_cast<const double*>(c), w, rows, cols, H, W, lo, hi, out, ws.cidx, ws.cw, ws.acc);
+}
+
+// Both Gaussian passes can run fused, one row at a time (gaussian_both).
+bool fuse_gaussians(const Gaussian& g0, const Gaussian& g1, Index w) {
+  return g0.r >= 0 && g1.r >= 0 && g0.r <= kMaxRadius && w >= 32;
+}
+
+// Gaussian (when planned), prefilter (k >= 2) and evaluation of one channel held in `img`
+// (h x w, overwritten), written as H x W into out.
+template <class Wt>
+void resample_channel(Workspace<Wt>& ws, Wt* img, Index h, Index w, Index H, Index W, int k, const AxisPlan& rows,
+                      const AxisPlan& cols, Wt lo, Wt hi, Wt* out) {
+  Wt* cur = img;
+  bool fused = false;
+  if constexpr (std::is_same_v<Wt, double>) {
+    fused = fuse_gaussians(ws.grow, ws.gcol, w);
+    if (fused) {
+      gaussian_both(img, ws.tmp.data(), h, w, ws.grow, ws.gcol, ws.line);
+      cur = ws.tmp.data();
+    }
+  }
+  if (!fused && ws.grow.r >= 0) {
+    gaussian_axis0(cur, ws.tmp.data(), h, w, ws.grow, ws.line, ws.acc);
+    cur = ws.tmp.data();
+  }
+  if (!fused && ws.gcol.r >= 0) gaussian_axis1(cur, h, w, ws.gcol, ws.line, ws.acc);
+  evaluate_channel(ws, cur, h, w, H, W, k, rows, cols, lo, hi, out);
 }
 
 template <class Wt>
@@ -538,11 +724,38 @@ void resize_float(const SrcImage& src, Index H, Index W, int k, Wt* out) {
   plan_axis(w, W, k, ws.cols);
   plan_gaussian(h, H, ws.grow);
   plan_gaussian(w, W, ws.gcol);
-  ws.img.resize(n);
   if (ws.grow.r >= 0) ws.tmp.resize(n);
   if (k >= 2 && !std::is_same_v<Wt, double>) ws.coef.resize(n);
   bool have_order1 = false;
 
+  // 8-bit channels with both Gaussian passes: never converted to double as a whole image; the
+  // fused passes read the 8-bit samples (8x less memory traffic).
+  if constexpr (std::is_same_v<Wt, double>) {
+    if (src.dtype == DType::u8 && fuse_gaussians(ws.grow, ws.gcol, w)) {
+      ws.u8.resize(n);
+      const auto* p = static_cast<const std::uint8_t*>(src.data);
+      const bool planar = src.chw || src.channels == 1;
+      for (std::uint32_t ch = 0; ch < src.channels; ++ch) {
+        const std::uint8_t* q = planar ? p + ch * n : p + ch;
+        const std::size_t step = planar ? 1 : src.channels;
+        std::uint8_t* d = ws.u8.data();
+        if (step == 1) std::memcpy(d, q, n);
+        else if (step == 3) for (std::size_t i = 0; i < n; ++i) d[i] = q[3 * i];  // RGB
+        else for (std::size_t i = 0; i < n; ++i) d[i] = q[i * step];
+        std::uint8_t mn = d[0], mx = d[0];
+        for (std::size_t i = 0; i < n; ++i) {  // contiguous: vectorised min/max
+          mn = d[i] < mn ? d[i] : mn;
+          mx = d[i] > mx ? d[i] : mx;
+        }
+        gaussian_both(ws.u8.data(), ws.tmp.data(), h, w, ws.grow, ws.gcol, ws.line);
+        evaluate_channel(ws, ws.tmp.data(), h, w, H, W, k, ws.rows, ws.cols, static_cast<double>(mn),
+                         static_cast<double>(mx), out + ch * plane);
+      }
+      ws.trim();
+      return;
+    }
+  }
+  ws.img.resize(n);
   for (std::uint32_t ch = 0; ch < src.channels; ++ch) {
     Wt* img = ws.img.data();
     // Clip bounds: min/max ignoring NaN (infinities count), taken before any filtering.

@@ -12,7 +12,9 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <span>
+#include <string_view>
 
 #include "formats/format.hpp"
 #include "i2z/convert.hpp"
@@ -20,8 +22,8 @@
 #include "i2z/reader.hpp"
 #include "i2z/s3.hpp"
 #include "pipeline/engine.hpp"
+#include "pipeline/commit.hpp"
 #include "pipeline/geometry.hpp"
-#include "pipeline/lock.hpp"
 #include "pipeline/log.hpp"
 #include "pipeline/plan.hpp"
 #include "pipeline/records_io.hpp"
@@ -42,26 +44,6 @@ namespace {
 constexpr const char* kArrayPrefix = "images/";
 constexpr const char* kArrayName = "images";  // kArrayPrefix without the slash
 constexpr const char* kProgress = ".i2z-progress/";
-
-std::span<const std::uint8_t> as_bytes(const std::string& s) {
-  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
-
-std::optional<std::string> get_text(Store& store, const std::string& key) {
-  auto b = store.get(key);
-  if (!b) return std::nullopt;
-  return std::string(b->begin(), b->end());
-}
-
-bool is_zarr_store(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_directory(p, ec) && fs::exists(p / "zarr.json", ec);
-}
-
-std::string strip_slash(std::string p) {
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  return p;
-}
 
 // What the run converts: a list of files or an in-memory array.
 struct Input {
@@ -99,6 +81,7 @@ struct PlanDoc {
   FormatOptions fo;
   ConvertOptions decode;  // resize, interpolation_order, pad
   std::string fingerprint;
+  std::string sidecar_staging, run_id;  // where and under which id side-car parts are written
 };
 
 json plan_to_json(const PlanDoc& p) {
@@ -112,7 +95,9 @@ json plan_to_json(const PlanDoc& p) {
           {"resize", p.decode.resize ? json{p.decode.resize->first, p.decode.resize->second} : json(nullptr)},
           {"order", p.decode.interpolation_order},
           {"pad", p.decode.pad},
-          {"fingerprint", p.fingerprint}};
+          {"fingerprint", p.fingerprint},
+          {"sidecar_staging", p.sidecar_staging},
+          {"run_id", p.run_id}};
 }
 
 PlanDoc plan_from_json(const std::string& text) {
@@ -133,6 +118,8 @@ PlanDoc plan_from_json(const std::string& text) {
     p.decode.interpolation_order = j.at("order");
     p.decode.pad = j.at("pad");
     p.fingerprint = j.at("fingerprint");
+    p.sidecar_staging = j.value("sidecar_staging", "");
+    p.run_id = j.value("run_id", "");
   } catch (const json::exception& e) {
     fail(ErrorKind::Value, std::string("invalid conversion plan: ") + e.what());
   }
@@ -183,7 +170,7 @@ void write_range(const PlanDoc& plan, Store& work, std::unique_ptr<ImageSource> 
     // Old images re-encoded with an append's partial chunk row have placeholder records.
     const std::uint64_t lo = std::max(s * S, n_old);
     recs.erase(recs.begin(), recs.begin() + static_cast<std::ptrdiff_t>(lo - first));
-    work.set(records_key(s), as_bytes(records_to_json(recs)));
+    work.set(records_key(s), text_bytes(records_to_json(recs)));
     std::lock_guard lk(mu);
     committed.emplace_back(lo, std::move(recs));
   };
@@ -208,12 +195,16 @@ void write_range(const PlanDoc& plan, Store& work, std::unique_ptr<ImageSource> 
 class ConversionImpl final : public Conversion {
  public:
   ConversionImpl(const std::string& path, Input input, const ConvertOptions& o, WriteMode mode)
-      : path_(strip_slash(path)), input_(std::move(input)), options_(o), mode_(mode), remote_(is_s3_url(path_)) {
+      : input_(std::move(input)), options_(o), mode_(mode), run_id_(new_run_id()) {
     fo_.fits_extension = o.fits_extension;
     fo_.max_pixels = o.max_pixels;
     fo_.memory_budget = worker_memory_budget(o.max_memory, o.num_workers);  // plan() subtracts the rows
-    if (remote_) open_remote();
-    else open_local();
+    inputs_ = inputs_fingerprint();
+    target_ = open_target(path, mode, o.resume, o.storage_options,
+                          [this](const std::string& group) { return already_committed(group); });
+    path_ = target_->paths().store;
+    work_path_ = target_->work_path();
+    work_ = std::shared_ptr<Store>(&target_->work(), [](Store*) {});
   }
   ~ConversionImpl() override {
     if (!committed_) abort();
@@ -269,6 +260,7 @@ class ConversionImpl final : public Conversion {
 
   const ConversionPlan& plan(const std::vector<std::string>& probes_json = {}) override {
     if (planned_) return plan_;
+    if (target_->unchanged()) return plan_unchanged();
     const SinkScope scope(&sink_);
     work_->remove_incomplete();  // we hold the lock: any partial object is a dead writer's
     add_ = plan_inputs(probes_json);
@@ -288,6 +280,7 @@ class ConversionImpl final : public Conversion {
         plan_.warnings.push_back("appending " + std::string(dtype_name(add_.dtype)) + " images to a " +
                                  std::string(dtype_name(meta.dtype)) + " store: values are converted (rounded and clipped)");
       meta.shape[0] = doc_.n_old + add_.count;
+      target_->before_write(doc_.n_old);
       group_attrs_ = json::parse(get_text(*work_, "zarr.json").value_or("{}"), nullptr, false);
       group_attrs_ = group_attrs_.is_object() ? group_attrs_.value("attributes", json::object()) : json::object();
     } else {
@@ -303,6 +296,8 @@ class ConversionImpl final : public Conversion {
     doc_.fo = fo_;
     doc_.decode = options_;
     doc_.fingerprint = plan_fingerprint(meta, doc_.n_old, add_).dump();
+    doc_.sidecar_staging = target_->sidecar_staging();
+    doc_.run_id = run_id_;
     const std::uint64_t N = meta.shape[0], S = meta.chunk_grid[0];
     plan_.shard_images = S;
     plan_.start_index = doc_.n_old;
@@ -325,69 +320,28 @@ class ConversionImpl final : public Conversion {
     } else {
       for (const auto& k : work_->list(kProgress)) work_->erase(k);
     }
-    work_->set(plan_key, as_bytes(doc_.fingerprint));
+    work_->set(plan_key, text_bytes(doc_.fingerprint));
     plan_.json = plan_to_json(doc_).dump();
+    plan_.sidecar_staging = doc_.sidecar_staging;
+    plan_.sidecar = target_->paths().sidecar;
+    plan_.run_id = run_id_;
     // The probes' warnings (unreadable files) are planning warnings of this conversion.
     for (auto& w : sink_.take()) plan_.warnings.push_back(std::move(w));
     planned_ = true;
     return plan_;
   }
 
-  // Local: an flock()ed lock file; new stores are staged in "<store>.i2z-tmp" and renamed.
-  void open_local() {
-    if (!options_.storage_options.empty())
-      fail(ErrorKind::Value, "storage_options apply to s3:// stores only, not to '" + path_ + "'");
-    lock_.emplace(path_);
-    std::error_code ec;
-    if (mode_ == WriteMode::Append) {
-      if (!fs::exists(path_, ec)) fail(ErrorKind::FileNotFound, "cannot append: store '" + path_ + "' does not exist");
-      if (!is_zarr_store(path_)) fail(ErrorKind::Value, "cannot append: '" + path_ + "' is not a Zarr store");
-      work_path_ = path_;
-    } else {
-      if (fs::exists(path_, ec)) {
-        if (mode_ == WriteMode::Create)
-          fail(ErrorKind::FileExists, "store '" + path_ +
-                                          "' already exists; pass overwrite=True to replace it or append=True to add to it");
-        if (!is_zarr_store(path_)) fail(ErrorKind::Value, "refusing to overwrite '" + path_ + "': it is not a Zarr store");
-      }
-      work_path_ = path_ + ".i2z-tmp";
-      if (!options_.resume) fs::remove_all(work_path_, ec);
-    }
-    work_ = open_local_store(work_path_);
-  }
-
-  // S3: no rename and no lock; shards go straight to their keys and the zarr.json documents,
-  // written last by commit(), are the commit point (README: "Object storage").
-  void open_remote() {
-    work_path_ = path_;
-    work_ = open_store_url(path_, options_.storage_options);
-    const bool is_store = work_->exists("zarr.json");
-    if (mode_ == WriteMode::Append) {
-      if (!is_store) fail(ErrorKind::FileNotFound, "cannot append: store '" + path_ + "' does not exist");
-      return;
-    }
-    if (is_store && mode_ == WriteMode::Create)
-      fail(ErrorKind::FileExists, "store '" + path_ + "' already exists; pass overwrite=True to replace it or append=True to add to it");
-    std::vector<std::string> keys = work_->list("");
-    const bool ours_only = std::all_of(keys.begin(), keys.end(), [](const std::string& k) {
-      return k == "zarr.json" || k.rfind(kArrayPrefix, 0) == 0 || k.rfind(kProgress, 0) == 0;
-    });
-    if (!ours_only) fail(ErrorKind::Value, "refusing to write to '" + path_ + "': it holds objects that are not a Zarr store of ours");
-    if (is_store || !options_.resume) {
-      // The old store (or an abandoned run) goes first, its documents before its shards, so
-      // an interruption never leaves zarr.json pointing at missing data.
-      work_->erase("zarr.json");
-      work_->erase(std::string(kArrayPrefix) + "zarr.json");
-      for (const auto& k : keys) work_->erase(k);
-    }
-  }
-
   void finish() override {
     if (finished_) return;
     if (!planned_) fail(ErrorKind::Value, "finish() before plan()");
-    work_->remove_incomplete();  // parts left by distributed workers that died
+    // Shard parts left by distributed workers that died (not the side-car part being written).
+    open_store_url(work_path_ + "/images", options_.storage_options)->remove_incomplete();
     const std::uint64_t N = doc_.meta.shape[0];
     group_attrs_["total_images"] = N;
+    group_attrs_["run_id"] = run_id_;
+    if (!group_attrs_.contains("runs") || !group_attrs_["runs"].is_array()) group_attrs_["runs"] = json::array();
+    group_attrs_["runs"].push_back(
+        {{"run_id", run_id_}, {"start_index", doc_.n_old}, {"end_index", N}, {"inputs", inputs_}});
     if (mode_ == WriteMode::Append) {
       if (!group_attrs_.contains("append_history") || !group_attrs_["append_history"].is_array())
         group_attrs_["append_history"] = json::array();
@@ -397,49 +351,101 @@ class ConversionImpl final : public Conversion {
     const json array = array_meta_to_json(doc_.meta);
     array_json_ = dump_json(array);
     group_json_ = dump_json(group_json(group_attrs_, {{kArrayName, array}}));
-    if (mode_ != WriteMode::Append && !remote_) write_metadata();  // staged: invisible until the rename
+    if (mode_ != WriteMode::Append && !target_->paths().remote) {  // staged: invisible until the rename
+      work_->set(std::string(kArrayPrefix) + "zarr.json", text_bytes(array_json_));
+      work_->set("zarr.json", text_bytes(group_json_));
+    }
     finished_ = true;
   }
 
   void commit() override {
     if (committed_) return;
-    if (!finished_) fail(ErrorKind::Value, "commit() before finish()");
-    std::error_code ec;
-    if (mode_ == WriteMode::Append || remote_) {
-      write_metadata();  // images/zarr.json first: the commit point
-      clear_progress();
-    } else {
-      clear_progress();
-      const std::string old = path_ + ".i2z-old";
-      if (fs::exists(path_, ec)) {
-        if (!is_zarr_store(path_)) fail(ErrorKind::Value, "refusing to overwrite '" + path_ + "': it is not a Zarr store");
-        fs::remove_all(old, ec);
-        fs::rename(path_, old, ec);
-        if (ec) fail(ErrorKind::IO, "cannot move the old store '" + path_ + "' aside: " + ec.message());
-      }
-      fs::rename(work_path_, path_, ec);
-      if (ec) fail(ErrorKind::IO, "cannot rename '" + work_path_ + "' to '" + path_ + "': " + ec.message());
-      fs::remove_all(old, ec);
+    if (target_->unchanged()) {
+      target_->close_unchanged();
+      committed_ = true;
+      return;
     }
+    if (!finished_) fail(ErrorKind::Value, "commit() before finish()");
+    target_->commit(array_json_, group_json_);
     committed_ = true;
-    if (lock_) lock_->release();
   }
 
   // Keeps the staged work (resume can continue it); only the lock is released.
-  void abort() override {
-    if (lock_) lock_->release();
-  }
+  void abort() override { target_->release(); }
 
  private:
-  void write_metadata() {
-    work_->set(std::string(kArrayPrefix) + "zarr.json", as_bytes(array_json_));
-    work_->set("zarr.json", as_bytes(group_json_));
+  static std::string new_run_id() {
+    std::random_device rd;
+    char buf[33];
+    for (int i = 0; i < 4; ++i) std::snprintf(buf + 8 * i, 9, "%08x", static_cast<unsigned>(rd()));
+    return std::string(buf, 32);
   }
 
-  void clear_progress() {
-    for (const auto& k : work_->list(kProgress)) work_->erase(k);
-    std::error_code ec;
-    if (!remote_) fs::remove_all(fs::path(work_path_) / ".i2z-progress", ec);
+  // A resume whose inputs and options are those of the store's last committed run has nothing
+  // to do (README: "Appending and resuming").
+  bool already_committed(const std::string& group_text) const {
+    const json g = json::parse(group_text, nullptr, false);
+    if (!g.is_object() || !g.contains("attributes")) return false;
+    const json& runs = g["attributes"].value("runs", json::array());
+    return runs.is_array() && !runs.empty() && runs.back().is_object() && runs.back().value("inputs", "") == inputs_;
+  }
+
+  const ConversionPlan& plan_unchanged() {
+    const json g = json::parse(target_->committed_group_json(), nullptr, false);
+    const json& run = g["attributes"]["runs"].back();
+    plan_.committed = true;
+    plan_.run_id = run.value("run_id", "");
+    plan_.start_index = run.value("start_index", std::uint64_t{0});
+    plan_.total_images = run.value("end_index", std::uint64_t{0});
+    plan_.sidecar = target_->paths().sidecar;
+    planned_ = true;
+    return plan_;
+  }
+
+  // The array's bytes, hashed whole up to 64 MiB; above that 4 KiB of every MiB (and the last
+  // 4 KiB), so that fingerprinting stays far cheaper than converting.
+  static std::uint64_t array_digest(const ArrayInput& a) {
+    const auto* p = static_cast<const char*>(a.data);
+    const std::size_t n = a.n * a.c * a.h * a.w * dtype_size(a.dtype);
+    std::uint64_t h = 1469598103934665603ull;
+    auto mix = [&](std::size_t off, std::size_t len) {
+      h = (h ^ std::hash<std::string_view>{}(std::string_view(p + off, len))) * 1099511628211ull;
+    };
+    constexpr std::size_t kWhole = std::size_t{64} << 20, kStride = std::size_t{1} << 20, kSample = 4096;
+    if (n <= kWhole) {
+      mix(0, n);
+    } else {
+      for (std::size_t off = 0; off < n; off += kStride) mix(off, std::min(kSample, n - off));
+      mix(n - kSample, kSample);
+    }
+    return h;
+  }
+
+  // What a resume compares with the last committed run: the input paths (or the array's shape),
+  // their count and the options that shape the pixels.
+  std::string inputs_fingerprint() const {
+    std::uint64_t h = 1469598103934665603ull;
+    for (const auto& f : input_.files) {
+      for (unsigned char c : f) h = (h ^ c) * 1099511628211ull;
+      h = (h ^ 0xff) * 1099511628211ull;
+    }
+    json j{{"files", std::to_string(h)},
+           {"count", input_.array ? input_.array->n : input_.files.size()},
+           {"resize", options_.resize ? json{options_.resize->first, options_.resize->second} : json(nullptr)},
+           {"order", options_.interpolation_order},
+           {"pad", options_.pad},
+           {"fits_extension", fits_json(options_.fits_extension)},
+           {"max_pixels", options_.max_pixels},
+           {"dtype", options_.dtype ? dtype_name(*options_.dtype) : ""}};
+    if (input_.array) {
+      const ArrayInput& a = *input_.array;
+      j["array"] = {a.c, a.h, a.w, dtype_name(a.dtype), std::to_string(array_digest(a))};
+    }
+    std::uint64_t d = 1469598103934665603ull;
+    for (unsigned char c : j.dump()) d = (d ^ c) * 1099511628211ull;
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(d));
+    return buf;
   }
 
   NewImages plan_inputs(const std::vector<std::string>& probes_json) {
@@ -613,8 +619,8 @@ class ConversionImpl final : public Conversion {
   Input input_;
   ConvertOptions options_;
   WriteMode mode_;
-  bool remote_;
-  std::optional<WriterLock> lock_;
+  std::string run_id_, inputs_;
+  std::unique_ptr<Target> target_;
   WarningSink sink_;  // this conversion's warnings (pipeline/log.hpp)
   FormatOptions fo_;
   std::shared_ptr<Store> work_;

@@ -32,9 +32,10 @@ WriterLock::WriterLock(std::string store_path) : path_(std::move(store_path) + "
   }
 }
 
+// The file stays: unlinking it would let a waiting writer lock the old inode while a third
+// creates a new file and locks that one (two writers at once).
 void WriterLock::release() {
   if (fd_ < 0) return;
-  ::unlink(path_.c_str());
   ::close(fd_);
   fd_ = -1;
 }

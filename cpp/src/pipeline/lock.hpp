@@ -1,5 +1,7 @@
-// The single-writer lock of a store: an flock()ed file "<store>.i2z-lock" beside it. The kernel
-// drops the lock when the process dies, so a crash never leaves a stale lock behind.
+// The single-writer lock of a store: an flock()ed file "<store>.i2z-lock" beside the store's real
+// path (the caller resolves symlinks, so every path to a store takes the same lock). The kernel
+// drops the lock when the process dies, so a crash never leaves a stale lock behind; the file
+// itself is never removed (see release()).
 #pragma once
 #include <string>
 

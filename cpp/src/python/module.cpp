@@ -18,6 +18,7 @@
 #include "formats/format.hpp"
 #include "formats/png_fast.hpp"
 #include "i2z/convert.hpp"
+#include "pipeline/commit.hpp"
 #include "i2z/error.hpp"
 #include "pipeline/log.hpp"
 #include "python/bindings.hpp"
@@ -205,6 +206,10 @@ struct PyConversion {
     out["start_index"] = p->start_index;
     out["total_images"] = p->total_images;
     out["warnings"] = nb::cast(p->warnings);
+    out["sidecar"] = p->sidecar;
+    out["sidecar_staging"] = p->sidecar_staging;
+    out["run_id"] = p->run_id;
+    out["committed"] = p->committed;
     return out;
   }
   nb::dict saved_records(std::uint64_t shard) {
@@ -330,6 +335,14 @@ NB_MODULE(_core, m) {
       .def("finish", &PyConversion::finish)
       .def("commit", &PyConversion::commit)
       .def("abort", &PyConversion::abort);
+
+  m.def(
+      "store_paths",
+      [](const std::string& store) {
+        const StorePaths p = store_paths(store);
+        return nb::make_tuple(p.store, p.sidecar);
+      },
+      "store"_a, "The store's real location (symlinks resolved) and its side-car folder beside it.");
 
   m.def(
       "probe_files",

@@ -15,7 +15,6 @@
 #include "i2z/s3.hpp"
 #include "i2z/store.hpp"
 #include "python/bindings.hpp"
-#include "sidecar/parquet_append.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -200,27 +199,6 @@ void bind_store(nb::module_& m) {
           "key"_a)
       .def("describe", [](const PyStore& self) { return self.s->describe(); })
       .def("__repr__", [](const PyStore& self) { return "<images_to_zarr Store " + self.s->describe() + ">"; });
-
-  // Contract: cpp/src/sidecar/parquet_append.hpp. False = not possible, the caller rewrites.
-  m.def(
-      "parquet_append",
-      [](PyStore& store, const std::string& old_key, std::uint64_t keep_rows, nb::handle new_rows,
-         const std::string& out_key) {
-        ParquetInput input;
-        nb::bytes held;
-        if (nb::isinstance<nb::bytes>(new_rows)) {
-          held = nb::borrow<nb::bytes>(new_rows);
-          input = bytes_span(held);
-        } else {
-          input = nb::cast<std::string>(nb::module_::import_("os").attr("fspath")(new_rows));
-        }
-        nb::gil_scoped_release nogil;
-        return parquet_append(*store.s, old_key, keep_rows, input, out_key);
-      },
-      "store"_a, "old_key"_a, "keep_rows"_a, "new_rows"_a, "out_key"_a,
-      "Append the Parquet file new_rows (bytes or a local path) to the first keep_rows rows of old_key, writing "
-      "out_key atomically without rewriting the old data. False: not possible (schemas differ, keep_rows not on a "
-      "row-group boundary, missing/encrypted/malformed file); the caller must rewrite the file itself.");
 }
 
 }  // namespace i2z
