@@ -45,9 +45,12 @@ bool read_block(int fd, std::uint64_t pos, char* out) {
   return true;
 }
 
+// The keyword as cfitsio matches it (ffgcrd): the name ends at the first blank, so to cfitsio
+// "BITPIX )=" is BITPIX (fuzz_fits finding 15: the guard saw no BITPIX, stopped its walk after
+// that HDU and missed a bad ZNAXIS1 that overflows cfitsio's ffc2j message buffer).
 std::string_view keyword(std::string_view card) {
   std::string_view k = card.substr(0, 8);
-  while (!k.empty() && k.back() == ' ') k.remove_suffix(1);
+  if (const auto blank = k.find(' '); blank != std::string_view::npos) k = k.substr(0, blank);
   return k;
 }
 
