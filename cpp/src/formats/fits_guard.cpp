@@ -54,10 +54,14 @@ std::string_view keyword(std::string_view card) {
   return k;
 }
 
+// Where cfitsio's ffpsvc starts the value: column 11 after "= ", else right after the '='
+// ("ZTILE2  =0   1" has the value "0   1" to cfitsio; fuzz_fits finding 16).
+std::size_t value_start(std::string_view card) { return card[9] == ' ' ? 10 : 9; }
+
 // The integer value of a "KEYWORD = value / comment" card, if it has one.
 bool int_value(std::string_view card, long long* out) {
   if (card[8] != '=') return false;
-  std::size_t i = 10;
+  std::size_t i = value_start(card);
   while (i < card.size() && card[i] == ' ') ++i;
   if (i < card.size() && card[i] == '+') ++i;
   const char* first = card.data() + i;
@@ -71,7 +75,7 @@ bool int_value(std::string_view card, long long* out) {
 // comment, without surrounding blanks.
 std::string_view value_text(std::string_view card) {
   if (card[8] != '=') return {};
-  std::string_view v = card.substr(10);
+  std::string_view v = card.substr(value_start(card));
   while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
   if (!v.empty() && v.front() == '(') {
     const std::size_t close = v.find(')');
@@ -131,7 +135,7 @@ bool integer_key(std::string_view key) {
 std::size_t raw_value_length(std::string_view card) {
   if (card[8] != '=') return 0;
   const std::string_view text = value_text(card);
-  return static_cast<std::size_t>(text.data() + text.size() - (card.data() + 10));
+  return static_cast<std::size_t>(text.data() + text.size() - (card.data() + value_start(card)));
 }
 
 // Whether cfitsio converts `text` to a 64-bit integer without error: an integer in range, or a
@@ -151,7 +155,7 @@ bool fits_long_long(std::string_view text) {
 
 bool logical_true(std::string_view card) {
   if (card[8] != '=') return false;
-  std::size_t i = 10;
+  std::size_t i = value_start(card);
   while (i < card.size() && card[i] == ' ') ++i;
   return i < card.size() && card[i] == 'T';
 }
